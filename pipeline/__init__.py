@@ -1,0 +1,1 @@
+"""Pipeline runners: what the trigger step starts and the workflow watches."""

@@ -1,0 +1,59 @@
+"""The one configuration object, shared by the API, the worker, Alembic and the CLI."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROVISIO_", extra="ignore")
+
+    # An asyncpg URL; empty means "start the embedded PostgreSQL" (dev stack and tests only).
+    database_url: str = ""
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "provisio-deployments"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+    # Signs API tokens. The embedded stack generates one per data directory.
+    secret_key: str = Field(default="", repr=False)
+    access_token_minutes: int = 60
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # Where the callback plugin reaches the API (it runs on Jenkins agents or in the worker).
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Which pipeline runner the worker uses: "manual" (an operator or external system sends the
+    # callback signals), later "local" and "jenkins".
+    pipeline_runner: str = "manual"
+    # Default bound on the wait for the callback when a template sets none.
+    default_callback_timeout_s: int = 3600
+    # How often the workflow asks the runner for its status while waiting.
+    pipeline_poll_interval_s: int = 30
+
+    # Disk work: "directory" (image files under sandbox_root; the safe default) or "lvm".
+    disk_backend: str = "directory"
+    sandbox_root: Path = PROJECT_ROOT / "var" / "sandbox"
+    # Local runner: one private data directory per deployment lives under here.
+    runner_dir: Path = PROJECT_ROOT / "var" / "runs"
+
+    jenkins_url: str = "http://127.0.0.1:8080"
+    jenkins_user: str = ""
+    jenkins_token: str = Field(default="", repr=False)
+    jenkins_job: str = "provisio-deploy"
+
+    # Embedded stack: where PostgreSQL's data, Temporal's database file and secrets live.
+    data_dir: Path = PROJECT_ROOT / "var"
+    admin_password: str = Field(default="", repr=False)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
