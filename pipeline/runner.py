@@ -49,7 +49,7 @@ class RunRef:
 class RunStatus:
     state: RunState
     reason: str | None = None
-    # Per-host stats when the runner knows the playbook's result (used to reconcile a lost callback).
+    # Per-host stats when the runner knows the playbook's result (reconciles a lost callback).
     stats: dict[str, Any] | None = None
 
 

@@ -1,0 +1,1 @@
+"""PostgreSQL models, the session factory and Alembic migrations."""
