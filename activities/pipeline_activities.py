@@ -1,0 +1,62 @@
+"""Calls to the pipeline runner. Blocking (python-jenkins, ansible-runner): sync activities that
+the worker runs on a thread pool."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from temporalio import activity
+
+from domain.callback_tokens import callback_token
+from pipeline.runner import PipelineRequest, PipelineRunner, RunRef
+from settings import Settings
+from workflows.contracts import PipelineRun, PipelineRunStatus, StartPipelineInput
+
+
+class PipelineActivities:
+    def __init__(self, runner: PipelineRunner, settings: Settings) -> None:
+        self._runner = runner
+        self._settings = settings
+
+    @activity.defn
+    def start_pipeline(self, data: StartPipelineInput) -> PipelineRun:
+        """Start the run for a deployment, or return the one an earlier attempt started."""
+        ref = self._runner.find_run(data.deployment_id)
+        if ref is None:
+            ref = self._runner.trigger(self._request(data))
+            activity.logger.info(
+                "pipeline triggered",
+                extra={"deployment_id": data.deployment_id, "job_id": ref.job_id},
+            )
+        return PipelineRun(job_id=ref.job_id, url=ref.url)
+
+    @activity.defn
+    def pipeline_status(self, run: PipelineRun) -> PipelineRunStatus:
+        status = self._runner.status(RunRef(job_id=run.job_id, url=run.url))
+        return PipelineRunStatus(state=status.state.value, reason=status.reason, stats=status.stats)
+
+    @activity.defn
+    def cancel_pipeline(self, run: PipelineRun) -> None:
+        self._runner.cancel(RunRef(job_id=run.job_id, url=run.url))
+
+    def _request(self, data: StartPipelineInput) -> PipelineRequest:
+        deployment = data.deployment
+        base = self._settings.public_url.rstrip("/")
+        return PipelineRequest(
+            deployment_id=data.deployment_id,
+            workflow_id=data.workflow_id,
+            callback_url=f"{base}/api/deployments/{data.deployment_id}/callback",
+            callback_token=callback_token(
+                self._settings.secret_key, data.deployment_id, data.workflow_id
+            ),
+            variables={
+                "provisio_deployment": {
+                    "id": data.deployment_id,
+                    "name": data.deployment_name,
+                    "template": deployment.template_name,
+                    "service_type": deployment.service_type,
+                    "configuration": deployment.configuration,
+                },
+                "provisio_disks": [dataclasses.asdict(disk) for disk in deployment.disks],
+            },
+        )

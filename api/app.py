@@ -1,0 +1,37 @@
+"""The FastAPI application: engine, sessionmaker and Temporal client live once per process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.errors import install_error_handler
+from api.routes import auth, deployments, health, templates, users
+from db.session import create_engine, create_sessionmaker
+from settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, pool_size=10, max_overflow=20)
+        app.state.settings = settings
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.temporal = await Client.connect(
+            settings.temporal_address, namespace=settings.temporal_namespace
+        )
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title="Provisio", version="1", lifespan=lifespan)
+    install_error_handler(app)
+    for module in (health, auth, users, templates, deployments):
+        app.include_router(module.router)
+    return app

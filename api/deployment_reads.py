@@ -1,0 +1,128 @@
+"""Read queries behind the deployment views. Each view is one SQL statement."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from sqlalchemy import Select, func, select, true
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import ValidationFailed
+from db.models import Deployment, DeploymentHistory, DiskAllocation, Template, User
+
+
+def _visible(user: User) -> Any:
+    """Admins see every deployment; everyone else only their own."""
+    return true() if user.role == "admin" else Deployment.user_id == user.id
+
+
+SUMMARY_COLUMNS = (
+    Deployment.id,
+    Deployment.deployment_name,
+    Deployment.status,
+    Deployment.template_id,
+    Template.name.label("template_name"),
+    Deployment.user_id,
+    User.username,
+    Deployment.workflow_id,
+    Deployment.created_at,
+    Deployment.updated_at,
+)
+
+
+def _joined(*columns: Any) -> Select[Any]:
+    return (
+        select(*columns)
+        .join(Template, Template.id == Deployment.template_id)
+        .join(User, User.id == Deployment.user_id)
+    )
+
+
+def _disks_json() -> Any:
+    """The deployment's disks as one JSON array, aggregated in the same statement."""
+    disk = DiskAllocation
+    row = func.json_build_object(
+        "disk_type", disk.disk_type,
+        "size_gb", disk.size_gb,
+        "mount_point", disk.mount_point,
+        "volume_group", disk.volume_group,
+        "logical_volume", disk.logical_volume,
+        "filesystem_type", disk.filesystem_type,
+        "allocation_params", disk.allocation_params,
+    )  # fmt: skip
+    return (
+        select(
+            func.coalesce(func.json_agg(aggregate_order_by(row, disk.id)), func.json_build_array())
+        )
+        .where(disk.deployment_id == Deployment.id)
+        .scalar_subquery()
+    )
+
+
+async def deployment_detail(
+    session: AsyncSession, user: User, deployment_id: int
+) -> dict[str, Any] | None:
+    stmt = _joined(
+        *SUMMARY_COLUMNS,
+        Template.service_type,
+        Template.version.label("template_version"),
+        Deployment.configuration,
+        Deployment.jenkins_job_id,
+        _disks_json().label("disk_allocations"),
+    ).where(Deployment.id == deployment_id, _visible(user))
+    row = (await session.execute(stmt)).mappings().one_or_none()
+    return dict(row) if row else None
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind == "id" and value.isdigit():
+            return int(value)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise ValidationFailed([{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value"}])
+
+
+async def list_deployments(
+    session: AsyncSession,
+    user: User,
+    *,
+    status: str | None,
+    template_id: int | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, keyset-paginated on id (ids grow with creation time)."""
+    stmt = _joined(*SUMMARY_COLUMNS).where(_visible(user))
+    if status is not None:
+        stmt = stmt.where(Deployment.status == status)
+    if template_id is not None:
+        stmt = stmt.where(Deployment.template_id == template_id)
+    if cursor is not None:
+        stmt = stmt.where(Deployment.id < decode_cursor(cursor))
+    stmt = stmt.order_by(Deployment.id.desc()).limit(limit + 1)
+    rows = [dict(r) for r in (await session.execute(stmt)).mappings()]
+    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+async def deployment_history(
+    session: AsyncSession, user: User, deployment_id: int
+) -> list[dict[str, Any]]:
+    """Oldest first. Empty means missing or not the caller's: every deployment has its
+    `created` row, written in the same transaction as the deployment itself."""
+    history = DeploymentHistory
+    stmt = (
+        select(history.id, history.status, history.message, history.details, history.created_at)
+        .join(Deployment, Deployment.id == history.deployment_id)
+        .where(history.deployment_id == deployment_id, _visible(user))
+        .order_by(history.id)
+    )
+    return [dict(r) for r in (await session.execute(stmt)).mappings()]

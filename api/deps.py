@@ -1,0 +1,60 @@
+"""Request dependencies: settings, a session that commits at the edge, the Temporal client and
+the current user (re-read from the database on every request, so a disabled user is out at once)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from api.errors import Forbidden, NotAuthenticated
+from api.security import user_id_from_token
+from db.models import User
+from settings import Settings
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        yield session
+        await session.commit()
+
+
+def get_temporal(request: Request) -> Client:
+    return request.app.state.temporal  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+
+async def get_current_user(
+    session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    user_id = user_id_from_token(token, settings.secret_key) if token else None
+    user = await session.get(User, user_id) if user_id is not None else None
+    if user is None or not user.is_active:
+        raise NotAuthenticated("Not authenticated")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_roles(*roles: str):  # type: ignore[no-untyped-def]
+    async def check(user: CurrentUser) -> User:
+        if user.role not in roles:
+            raise Forbidden(f"requires role {' or '.join(roles)}")
+        return user
+
+    return Depends(check)

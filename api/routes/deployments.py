@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+
+from api.deployment_reads import deployment_detail, deployment_history, list_deployments
+from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, require_roles
+from api.errors import NotFound
+from api.launch import launch_deployment
+from api.schemas import DeploymentCreate, DeploymentDetail, DeploymentPage, HistoryEntry
+from db.models import STATUSES, User
+from settings import Settings
+
+router = APIRouter(tags=["deployments"])
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[!-~]+$")
+]
+StatusFilter = Annotated[str | None, Query(pattern=f"^({'|'.join(STATUSES)})$")]
+
+
+async def _detail(session: Any, settings: Settings, user: User, deployment_id: int) -> Any:
+    row = await deployment_detail(session, user, deployment_id)
+    if row is None:
+        raise NotFound("deployment not found")
+    ui = settings.temporal_ui_url.rstrip("/")
+    row["temporal_url"] = (
+        f"{ui}/namespaces/{settings.temporal_namespace}/workflows/{row['workflow_id']}"
+    )
+    return DeploymentDetail.model_validate(row)
+
+
+@router.post(
+    "/api/deployments",
+    status_code=201,
+    dependencies=[require_roles("admin", "operator")],
+)
+async def create_deployment(
+    body: DeploymentCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> DeploymentDetail:
+    deployment_id = await launch_deployment(
+        session, temporal, settings, user, body, idempotency_key
+    )
+    return await _detail(session, settings, user, deployment_id)  # type: ignore[no-any-return]
+
+
+@router.get("/api/deployments")
+async def get_deployments(
+    user: CurrentUser,
+    session: SessionDep,
+    status: StatusFilter = None,
+    template_id: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> DeploymentPage:
+    rows, next_cursor = await list_deployments(
+        session, user, status=status, template_id=template_id, cursor=cursor, limit=limit
+    )
+    return DeploymentPage.model_validate({"items": rows, "next_cursor": next_cursor})
+
+
+@router.get("/api/deployments/{deployment_id}")
+async def get_deployment(
+    deployment_id: int, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> DeploymentDetail:
+    return await _detail(session, settings, user, deployment_id)  # type: ignore[no-any-return]
+
+
+@router.get("/api/deployments/{deployment_id}/history")
+async def get_history(
+    deployment_id: int, user: CurrentUser, session: SessionDep
+) -> list[HistoryEntry]:
+    rows = await deployment_history(session, user, deployment_id)
+    if not rows:
+        raise NotFound("deployment not found")
+    return [HistoryEntry.model_validate(r) for r in rows]

@@ -1,0 +1,116 @@
+"""Request and response bodies. Requests forbid unknown fields; responses never carry a hash."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from domain.validation import FILESYSTEMS, MAX_DISK_GB
+
+Role = Literal["admin", "operator", "viewer"]
+ScalarValue = str | int | float | bool
+DeploymentName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+]
+ConfigKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+
+
+class UserCreate(Strict):
+    username: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,64}$")]
+    password: Annotated[str, StringConstraints(min_length=8, max_length=256)]
+    role: Role
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    role: str
+    created_at: datetime
+
+
+class DiskPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    disk_type: str
+    size_gb: int
+    mount_point: str
+    volume_group: str
+    logical_volume: str
+    filesystem_type: str
+    allocation_params: dict[str, Any]
+
+
+class TemplatePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    service_type: str
+    version: int
+    is_active: bool
+    configuration: dict[str, Any]
+    created_at: datetime
+    disk_allocations: list[DiskPublic]
+
+
+class DiskOverrideIn(Strict):
+    mount_point: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    size_gb: Annotated[int, Field(ge=1, le=MAX_DISK_GB, strict=True)] | None = None
+    filesystem_type: Literal[FILESYSTEMS] | None = None  # type: ignore[valid-type]
+
+
+class DeploymentCreate(Strict):
+    template_id: Annotated[int, Field(ge=1, strict=True)]
+    deployment_name: DeploymentName
+    configuration: Annotated[dict[ConfigKey, ScalarValue], Field(max_length=64)] = {}
+    disk_allocations: Annotated[list[DiskOverrideIn], Field(max_length=32)] = []
+
+
+class DeploymentSummary(BaseModel):
+    id: int
+    deployment_name: str
+    status: str
+    template_id: int
+    template_name: str
+    user_id: int
+    username: str
+    workflow_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeploymentPage(BaseModel):
+    items: list[DeploymentSummary]
+    next_cursor: str | None
+
+
+class DeploymentDetail(DeploymentSummary):
+    """The seed's "fetch deployment with details"."""
+
+    service_type: str
+    template_version: int
+    configuration: dict[str, Any]
+    jenkins_job_id: str | None
+    disk_allocations: list[DiskPublic]
+    temporal_url: str
+
+
+class HistoryEntry(BaseModel):
+    id: int
+    status: str
+    message: str
+    details: dict[str, Any]
+    created_at: datetime

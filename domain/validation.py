@@ -1,0 +1,133 @@
+"""Validation of a deployment request against its template.
+
+Used twice: by the API before it starts anything (so bad input leaves no workflow behind), and by
+the workflow's validate step, which is authoritative because the template may change in between.
+Errors have FastAPI's shape, `{"loc": [...], "msg": ..., "type": ...}`: the API returns them as is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from workflows.contracts import DeployRequest, DiskSpec, ValidatedDeployment
+
+FILESYSTEMS = ("ext4", "xfs")
+MAX_DISK_GB = 16_384
+MAX_STRING_VALUE = 1024
+DEPLOYMENT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# Template configuration keeps orchestration settings under this key; deployments cannot set it.
+RESERVED_KEY = "provisio"
+
+FieldError = dict[str, Any]
+
+
+class DeploymentValidationError(ValueError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+        self.errors = errors
+
+
+@dataclass
+class TemplateSnapshot:
+    id: int
+    name: str
+    version: int
+    service_type: str
+    is_active: bool
+    configuration: dict[str, Any]
+    disks: list[DiskSpec] = field(default_factory=list)
+
+
+def _error(loc: list[str | int], msg: str, kind: str) -> FieldError:
+    return {"loc": ["body", *loc], "msg": msg, "type": kind}
+
+
+def _json_type(value: Any) -> str:
+    # bool before int: True is an int in Python but not in JSON.
+    for kind, types in (("boolean", bool), ("integer", int), ("number", float), ("string", str)):
+        if isinstance(value, types):
+            return kind
+    return "object"
+
+
+def _check_configuration(defaults: dict[str, Any], overrides: dict[str, Any]) -> list[FieldError]:
+    errors = []
+    for key, value in overrides.items():
+        loc: list[str | int] = ["configuration", key]
+        if key == RESERVED_KEY or key not in defaults:
+            errors.append(_error(loc, "this template does not allow setting this key", "key"))
+            continue
+        expected, actual = _json_type(defaults[key]), _json_type(value)
+        if expected != actual and not (expected == "number" and actual == "integer"):
+            errors.append(_error(loc, f"must be of type {expected}", "type"))
+        elif isinstance(value, str) and len(value) > MAX_STRING_VALUE:
+            errors.append(_error(loc, f"must be at most {MAX_STRING_VALUE} characters", "length"))
+    return errors
+
+
+def _callback_timeout(configuration: dict[str, Any]) -> int | None:
+    settings = configuration.get(RESERVED_KEY)
+    timeout = settings.get("callback_timeout_s") if isinstance(settings, dict) else None
+    return timeout if isinstance(timeout, int) and timeout > 0 else None
+
+
+def validate_deployment(
+    template: TemplateSnapshot | None, request: DeployRequest
+) -> ValidatedDeployment:
+    """Return the deployment to create, or raise DeploymentValidationError naming every field."""
+    if template is None:
+        raise DeploymentValidationError(
+            [_error(["template_id"], "template does not exist", "not_found")]
+        )
+    if not template.is_active:
+        raise DeploymentValidationError(
+            [_error(["template_id"], "template is not active", "inactive")]
+        )
+
+    errors: list[FieldError] = []
+    if not DEPLOYMENT_NAME.match(request.deployment_name):
+        msg = "must be 1-63 lowercase letters, digits or '-', starting and ending alphanumeric"
+        errors.append(_error(["deployment_name"], msg, "pattern"))
+
+    defaults = {k: v for k, v in template.configuration.items() if k != RESERVED_KEY}
+    errors += _check_configuration(defaults, request.configuration)
+
+    disks = {disk.mount_point: DiskSpec(**vars(disk)) for disk in template.disks}
+    seen: set[str] = set()
+    for index, override in enumerate(request.disk_overrides):
+        loc: list[str | int] = ["disk_allocations", index]
+        if override.mount_point in seen:
+            errors.append(_error([*loc, "mount_point"], "duplicate mount point", "duplicate"))
+            continue
+        seen.add(override.mount_point)
+        disk = disks.get(override.mount_point)
+        if disk is None:
+            msg = "matches no disk of this template"
+            errors.append(_error([*loc, "mount_point"], msg, "not_found"))
+            continue
+        if override.size_gb is not None:
+            if isinstance(override.size_gb, bool) or not 1 <= override.size_gb <= MAX_DISK_GB:
+                msg = f"must be an integer from 1 to {MAX_DISK_GB}"
+                errors.append(_error([*loc, "size_gb"], msg, "range"))
+            else:
+                disk.size_gb = override.size_gb
+        if override.filesystem_type is not None:
+            if override.filesystem_type not in FILESYSTEMS:
+                msg = f"must be one of {', '.join(FILESYSTEMS)}"
+                errors.append(_error([*loc, "filesystem_type"], msg, "enum"))
+            else:
+                disk.filesystem_type = override.filesystem_type
+    if errors:
+        raise DeploymentValidationError(errors)
+
+    return ValidatedDeployment(
+        template_id=template.id,
+        template_name=template.name,
+        template_version=template.version,
+        service_type=template.service_type,
+        configuration={**defaults, **request.configuration},
+        disks=list(disks.values()),
+        callback_timeout_s=_callback_timeout(template.configuration),
+    )

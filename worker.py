@@ -1,0 +1,69 @@
+"""The Temporal worker: DeployWorkflow and every activity. Run as many as you like."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.deployment_activities import DeploymentActivities
+from activities.pipeline_activities import PipelineActivities
+from db.session import create_engine, create_sessionmaker
+from pipeline.factory import make_runner
+from pipeline.runner import PipelineRunner
+from settings import Settings, get_settings
+from workflows.deploy import DeployWorkflow
+
+log = logging.getLogger("provisio.worker")
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    sessionmaker: object,
+    runner: PipelineRunner,
+    executor: ThreadPoolExecutor,
+    task_queue: str | None = None,
+) -> Worker:
+    deployments = DeploymentActivities(sessionmaker)  # type: ignore[arg-type]
+    pipelines = PipelineActivities(runner, settings)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal_task_queue,
+        workflows=[DeployWorkflow],
+        activities=[
+            deployments.validate_deployment,
+            deployments.create_deployment,
+            deployments.clone_disk_allocations,
+            deployments.record_pipeline_triggered,
+            deployments.record_step,
+            pipelines.start_pipeline,
+            pipelines.pipeline_status,
+            pipelines.cancel_pipeline,
+        ],
+        # Runner calls block (python-jenkins, ansible-runner): they run on this pool.
+        activity_executor=executor,
+    )
+
+
+async def run_worker(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    engine = create_engine(settings.database_url)
+    try:
+        with ThreadPoolExecutor(max_workers=16) as executor:
+            worker = build_worker(
+                client, settings, create_sessionmaker(engine), make_runner(settings), executor
+            )
+            log.info("worker polling %s", settings.temporal_task_queue)
+            await worker.run()
+    finally:
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(run_worker())
