@@ -1,0 +1,72 @@
+"""The embedded stack's admin user and two sample templates (idempotent)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from api.security import hash_password
+from db.models import Template, TemplateDiskAllocation, User
+from db.session import SessionMaker
+
+SAMPLE_TEMPLATES = [
+    {
+        "name": "postgres-small",
+        "service_type": "postgresql",
+        "configuration": {
+            "max_connections": 100,
+            "shared_buffers_mb": 256,
+            "listen_addresses": "localhost",
+            "provisio": {"callback_timeout_s": 1800},
+        },
+        "disks": [
+            ("ssd", 20, "/data/pgdata", "vg_data", "lv_pgdata", "ext4"),
+            ("ssd", 5, "/data/pgwal", "vg_data", "lv_pgwal", "xfs"),
+        ],
+    },
+    {
+        "name": "web-app",
+        "service_type": "nginx",
+        "configuration": {"worker_processes": 2, "server_name": "app.example.internal"},
+        "disks": [("hdd", 10, "/srv/www", "vg_app", "lv_www", "ext4")],
+    },
+]
+
+
+async def ensure_admin(sessionmaker: SessionMaker, password: str) -> bool:
+    """Create the `admin` user unless it exists. True when it was created."""
+    async with sessionmaker.begin() as session:
+        if await session.scalar(select(User.id).where(User.username == "admin")):
+            return False
+        session.add(User(username="admin", password_hash=hash_password(password), role="admin"))
+        return True
+
+
+async def ensure_sample_templates(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker.begin() as session:
+        admin_id = await session.scalar(select(User.id).where(User.username == "admin"))
+        for spec in SAMPLE_TEMPLATES:
+            exists = await session.scalar(
+                select(Template.id).where(Template.name == spec["name"], Template.version == 1)
+            )
+            if exists:
+                continue
+            session.add(
+                Template(
+                    name=spec["name"],
+                    service_type=spec["service_type"],
+                    configuration=spec["configuration"],
+                    version=1,
+                    created_by=admin_id,
+                    disk_allocations=[
+                        TemplateDiskAllocation(
+                            disk_type=disk_type,
+                            size_gb=size,
+                            mount_point=mount,
+                            volume_group=vg,
+                            logical_volume=lv,
+                            filesystem_type=fs,
+                        )
+                        for disk_type, size, mount, vg, lv, fs in spec["disks"]  # type: ignore[attr-defined]
+                    ],
+                )
+            )

