@@ -16,6 +16,8 @@ from settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    if len(settings.secret_key) < 32:
+        raise ValueError("PROVISIO_SECRET_KEY must be at least 32 characters")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

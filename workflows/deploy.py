@@ -202,8 +202,7 @@ class DeployWorkflow:
             # The run is over but its final callback has not come: give it a moment, then
             # take the runner's word for the result.
             runner_ended_at = runner_ended_at or workflow.now()
-            if workflow.now() - runner_ended_at < CALLBACK_GRACE:
-                poll = min(poll, CALLBACK_GRACE)
+            if workflow.now() - runner_ended_at < min(CALLBACK_GRACE, 2 * poll):
                 continue
             if status.state == "succeeded":
                 return self._outcome_of(PipelineFinished(True, status.stats or {}))
