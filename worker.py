@@ -11,7 +11,7 @@ from temporalio.worker import Worker
 
 from activities.deployment_activities import DeploymentActivities
 from activities.pipeline_activities import PipelineActivities
-from db.session import create_engine, create_sessionmaker
+from db.session import SessionMaker, create_engine, create_sessionmaker
 from pipeline.factory import make_runner
 from pipeline.runner import PipelineRunner
 from settings import Settings, get_settings
@@ -23,16 +23,16 @@ log = logging.getLogger("provisio.worker")
 def build_worker(
     client: Client,
     settings: Settings,
-    sessionmaker: object,
+    sessionmaker: SessionMaker,
     runner: PipelineRunner,
     executor: ThreadPoolExecutor,
-    task_queue: str | None = None,
+    deployments: DeploymentActivities | None = None,
 ) -> Worker:
-    deployments = DeploymentActivities(sessionmaker)  # type: ignore[arg-type]
+    deployments = deployments or DeploymentActivities(sessionmaker)
     pipelines = PipelineActivities(runner, settings)
     return Worker(
         client,
-        task_queue=task_queue or settings.temporal_task_queue,
+        task_queue=settings.temporal_task_queue,
         workflows=[DeployWorkflow],
         activities=[
             deployments.validate_deployment,

@@ -212,3 +212,50 @@ async def test_late_signals_never_move_a_final_status(
     rows = await history(api, operator, created["id"])
     assert [r["status"] for r in rows][-1] == "succeeded"
     assert "running" not in [r["status"] for r in rows]
+
+
+async def test_workflow_rejects_invalid_input_itself_and_writes_nothing(
+    worker: None,
+    client: Client,
+    settings: Settings,
+    make_user: Any,
+    make_template: Any,
+    sessionmaker: SessionMaker,
+) -> None:
+    """The API checks first, but the workflow's validate step is the authority (a template may
+    change between the two): its refusal reaches the update caller with the field errors."""
+    import uuid
+
+    import pytest
+    from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
+    from temporalio.common import WorkflowIDConflictPolicy
+    from temporalio.exceptions import ApplicationError
+
+    from workflows.contracts import DeployRequest, DiskOverride
+
+    operator = await make_user("operator")
+    request = DeployRequest(
+        user_id=operator.id,
+        username=operator.username,
+        template_id=await make_template(),
+        deployment_name="pg-one",
+        disk_overrides=[DiskOverride("/etc", size_gb=1)],
+    )
+    workflow_id = f"deployment-{uuid.uuid4()}"
+    start = WithStartWorkflowOperation(
+        DeployWorkflow.run,
+        request,
+        id=workflow_id,
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as failed:
+        await client.execute_update_with_start_workflow(
+            DeployWorkflow.deployment_created, start_workflow_operation=start
+        )
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "DeploymentValidationError"
+    assert cause.details[0][0]["loc"] == ["body", "disk_allocations", 0, "mount_point"]
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Deployment)) == 0
+    await save_history(client, workflow_id, "rejected")

@@ -1,0 +1,25 @@
+"""Recorded DeployWorkflow histories must replay against today's code: a change that would break
+running workflows fails here. Refresh the fixtures deliberately (and keep the old ones) with
+`PROVISIO_RECORD_HISTORIES=1 pytest tests/workflows/test_deploy_flow.py`."""
+
+from __future__ import annotations
+
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from tests.conftest import HISTORIES
+from workflows.deploy import DeployWorkflow
+
+
+async def test_recorded_histories_replay() -> None:
+    files = sorted(HISTORIES.glob("*.json"))
+    names = {f.stem for f in files}
+    assert {"succeeded", "failed", "timed_out", "rejected"} <= names, names
+    histories = [WorkflowHistory.from_json(f.stem, f.read_text()) for f in files]
+    replayer = Replayer(workflows=[DeployWorkflow])
+    failures = {}
+    for history in histories:
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        if result.replay_failure is not None:
+            failures[history.workflow_id] = str(result.replay_failure)
+    assert failures == {}
