@@ -138,3 +138,16 @@ class DeploymentHistory(Base):
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class CallbackSignature(Base):
+    """Addition: signatures of accepted callback requests, kept past the 5-minute freshness window
+    so that a captured request sent again is refused as a replay."""
+
+    __tablename__ = "callback_signatures"
+
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), index=True
+    )
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)

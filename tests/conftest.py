@@ -30,7 +30,8 @@ from tests.doubles import RecordingRunnerDouble
 from worker import build_worker
 
 TABLES = (
-    "deployment_history, disk_allocations, deployments, template_disk_allocations, templates, users"
+    "callback_signatures, deployment_history, disk_allocations, deployments,"
+    " template_disk_allocations, templates, users"
 )
 
 

@@ -1,0 +1,218 @@
+"""The callback endpoint: signed events stored once, milestones signalled, attacks refused."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from api.callbacks import signature_of
+from db.models import DeploymentHistory
+from db.session import SessionMaker
+from domain.callback_tokens import callback_token
+from settings import Settings
+from tests.conftest import wait_for
+
+
+def signed(
+    token: str, payload: Any, *, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(payload).encode()
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Provisio-Timestamp": ts,
+        "X-Provisio-Signature": "sha256=" + signature_of(token, ts, body),
+    }
+    return body, headers
+
+
+def event(counter: int, name: str, host: str | None = None, task: str | None = None, **data: Any):  # type: ignore[no-untyped-def]
+    return {
+        "counter": counter,
+        "uuid": f"uuid-{counter}",
+        "event": name,
+        "host": host,
+        "task": task,
+        "timestamp": "2026-11-26T12:00:00Z",
+        "data": data,
+    }
+
+
+RUN_OK = [
+    event(1, "playbook_on_start"),
+    event(2, "playbook_on_task_start", task="Make filesystem"),
+    event(3, "runner_on_ok", "web-1", "Make filesystem", changed=True),
+    event(
+        4,
+        "playbook_on_stats",
+        stats={"web-1": {"ok": 1, "changed": 1, "failures": 0}},
+        total_events=4,
+    ),
+]
+
+
+@pytest.fixture
+async def deployment(
+    api: httpx.AsyncClient, worker: None, make_user: Any, make_template: Any, settings: Settings
+) -> dict[str, Any]:
+    operator = await make_user("operator")
+    created = await api.post(
+        "/api/deployments",
+        json={"template_id": await make_template(), "deployment_name": "pg-one"},
+        headers=operator.headers,
+    )
+    body = created.json()
+
+    async def queued() -> bool:
+        r = await api.get(f"/api/deployments/{body['id']}", headers=operator.headers)
+        return bool(r.json()["status"] == "queued")
+
+    await wait_for(queued)
+    token = callback_token(settings.secret_key, body["id"], body["workflow_id"])
+    return {**body, "token": token, "headers": operator.headers}
+
+
+async def _status(api: httpx.AsyncClient, dep: dict[str, Any]) -> str:
+    r = await api.get(f"/api/deployments/{dep['id']}", headers=dep["headers"])
+    return str(r.json()["status"])
+
+
+async def _rows(sessionmaker: SessionMaker) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(DeploymentHistory)) or 0)
+
+
+async def test_signed_run_is_stored_once_and_ends_the_deployment(
+    api: httpx.AsyncClient, deployment: dict[str, Any], sessionmaker: SessionMaker
+) -> None:
+    url = f"/api/deployments/{deployment['id']}/callback"
+    body, headers = signed(deployment["token"], {"events": RUN_OK[:2]})
+    first = await api.post(url, content=body, headers=headers)
+    assert first.json() == {"accepted": 2, "stored": 2}
+
+    async def running() -> bool:
+        return await _status(api, deployment) == "running"
+
+    await wait_for(running)
+    # The plugin re-sends a batch after a lost answer: re-signed, same counters, nothing new.
+    time.sleep(1)
+    body, headers = signed(deployment["token"], {"events": RUN_OK[:2]})
+    again = await api.post(url, content=body, headers=headers)
+    assert again.json() == {"accepted": 2, "stored": 0}
+
+    body, headers = signed(deployment["token"], {"events": RUN_OK[2:]})
+    assert (await api.post(url, content=body, headers=headers)).json()["stored"] == 2
+
+    async def succeeded() -> bool:
+        return await _status(api, deployment) == "succeeded"
+
+    await wait_for(succeeded)
+    history = (
+        await api.get(f"/api/deployments/{deployment['id']}/history", headers=deployment["headers"])
+    ).json()
+    messages = [row["message"] for row in history]
+    assert messages.count("Playbook started") == 2  # the callback event and the workflow's step
+    assert "ok: web-1 — Make filesystem" in messages
+    assert messages[-1] == "Deployment succeeded"
+    assert history[-1]["details"]["stats"] == {"web-1": {"ok": 1, "changed": 1, "failures": 0}}
+
+    # Events after the end change nothing.
+    late = [event(5, "runner_on_ok", "web-1", "Late")]
+    body, headers = signed(deployment["token"], {"events": late})
+    before = await _rows(sessionmaker)
+    assert (await api.post(url, content=body, headers=headers)).json()["stored"] == 0
+    assert await _rows(sessionmaker) == before
+
+
+async def test_failed_task_fails_the_deployment_naming_host_and_task(
+    api: httpx.AsyncClient, deployment: dict[str, Any]
+) -> None:
+    url = f"/api/deployments/{deployment['id']}/callback"
+    run = [
+        event(1, "playbook_on_start"),
+        event(2, "runner_on_failed", "web-2", "Make filesystem", msg="mkfs: device busy"),
+        event(3, "playbook_on_stats", stats={"web-2": {"ok": 0, "failures": 1}}, total_events=3),
+    ]
+    body, headers = signed(deployment["token"], {"events": run})
+    assert (await api.post(url, content=body, headers=headers)).status_code == 200
+
+    async def failed() -> bool:
+        return await _status(api, deployment) == "failed"
+
+    await wait_for(failed)
+    history = (
+        await api.get(f"/api/deployments/{deployment['id']}/history", headers=deployment["headers"])
+    ).json()
+    assert history[-1]["message"] == (
+        "Deployment failed: task 'Make filesystem' failed on web-2: mkfs: device busy"
+    )
+
+
+async def test_forged_stale_replayed_and_cross_deployment_callbacks_write_nothing(
+    api: httpx.AsyncClient,
+    deployment: dict[str, Any],
+    sessionmaker: SessionMaker,
+    settings: Settings,
+) -> None:
+    url = f"/api/deployments/{deployment['id']}/callback"
+    payload = {"events": RUN_OK}
+    before = await _rows(sessionmaker)
+
+    unsigned = await api.post(url, json=payload)
+    assert unsigned.status_code == 401
+
+    body, headers = signed("not-the-token", payload)
+    assert (await api.post(url, content=body, headers=headers)).status_code == 401
+
+    stale_body, stale = signed(deployment["token"], payload, timestamp=int(time.time()) - 301)
+    assert (await api.post(url, content=stale_body, headers=stale)).status_code == 401
+    future_body, future = signed(deployment["token"], payload, timestamp=int(time.time()) + 301)
+    assert (await api.post(url, content=future_body, headers=future)).status_code == 401
+
+    # Signed for this deployment, sent to another one's URL (and to one that does not exist).
+    other = callback_token(settings.secret_key, deployment["id"] + 1, "deployment-other")
+    body, headers = signed(other, payload)
+    assert (await api.post(url, content=body, headers=headers)).status_code == 401
+    body, headers = signed(deployment["token"], payload)
+    missing = await api.post(
+        f"/api/deployments/{deployment['id'] + 999}/callback", content=body, headers=headers
+    )
+    assert missing.status_code == 401
+
+    # A body changed after signing.
+    tampered = body.replace(b"web-1", b"web-9")
+    assert (await api.post(url, content=tampered, headers=headers)).status_code == 401
+    assert await _rows(sessionmaker) == before
+
+    # The same signed request twice: the second is a replay.
+    body, headers = signed(deployment["token"], {"events": RUN_OK[:1]})
+    assert (await api.post(url, content=body, headers=headers)).status_code == 200
+    after_first = await _rows(sessionmaker)
+    replay = await api.post(url, content=body, headers=headers)
+    assert replay.status_code == 403
+    assert await _rows(sessionmaker) == after_first
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"events": []},
+        {"events": [{"counter": 0, "event": "runner_on_ok"}]},
+        {"events": [{"counter": 1, "event": "rm -rf"}]},
+        {"events": ["nope"]},
+        [1, 2],
+    ],
+)
+async def test_malformed_signed_events_are_422(
+    api: httpx.AsyncClient, deployment: dict[str, Any], payload: Any
+) -> None:
+    body, headers = signed(deployment["token"], payload)
+    response = await api.post(
+        f"/api/deployments/{deployment['id']}/callback", content=body, headers=headers
+    )
+    assert response.status_code == 422
