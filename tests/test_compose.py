@@ -1,0 +1,369 @@
+"""Static checks of the production-shaped stack: docker-compose.yml, the images, Jenkins as code.
+
+No Docker engine runs where these tests run, so they read the files; `docker compose config` (which
+validates without an engine) runs too when the client has the compose plugin.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from settings import Settings
+from workflows import search_attributes
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = REPO / "docker-compose.yml"
+JENKINS = REPO / "jenkins"
+
+# A ${VAR}, ${VAR:-default} or ${VAR:?message} reference in the compose file.
+VAR_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?[^}]*\}")
+REQUIRED_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}$")
+SECRET_KEY = re.compile(r"PASSWORD|PASSWD|PWD|SECRET|TOKEN", re.IGNORECASE)
+URL_CREDENTIALS = re.compile(r"://[^/:@\s]+:(?P<password>[^@\s]+)@")
+LONG_RUNNING_RESTART = {"always", "unless-stopped"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # ["KEY=value", ...]
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def depends_on(service: dict[str, Any]) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):  # the short form means service_started
+        return {name: "service_started" for name in deps}
+    return {name: spec.get("condition", "service_started") for name, spec in deps.items()}
+
+
+def one_shot_services(services: dict[str, dict[str, Any]]) -> set[str]:
+    """Services something waits on to complete: they run to the end, the rest keep running."""
+    return {
+        name
+        for service in services.values()
+        for name, condition in depends_on(service).items()
+        if condition == "service_completed_successfully"
+    }
+
+
+def required_variables() -> set[str]:
+    return {m["name"] for m in VAR_REF.finditer(COMPOSE_FILE.read_text()) if m["op"] in ("?", ":?")}
+
+
+def test_every_service_has_a_pinned_image_or_a_build(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        if "build" in service:
+            continue
+        image = service.get("image", "")
+        repository, _, tag = image.rpartition(":")
+        assert repository and tag, f"{name}: image {image!r} has no tag"
+        assert tag != "latest" and re.search(r"\d", tag), f"{name}: {image!r} is not a version"
+
+
+def test_base_images_are_pinned() -> None:
+    app = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim", app, re.MULTILINE), app
+    jenkins = (JENKINS / "Dockerfile").read_text()
+    assert re.search(r"^FROM jenkins/jenkins:\d+\.\d+\.\d+-lts-jdk\d+$", jenkins, re.MULTILINE)
+
+
+def test_the_app_image_installs_the_project_and_runs_as_non_root() -> None:
+    app = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^RUN pip install \.$", app, re.MULTILINE)
+    users = re.findall(r"^USER (\S+)$", app, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0"), users
+
+
+def test_the_build_context_leaves_secrets_and_local_state_out() -> None:
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for entry in (".env", ".venv", ".git", "var/"):
+        assert entry in ignored
+
+
+def test_temporal_server_and_admin_tools_come_from_the_same_release(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    server_tag = services["temporal"]["image"].split(":")[1]
+    admin_tags = {
+        service["image"].split(":")[1]
+        for service in services.values()
+        if service.get("image", "").startswith("temporalio/admin-tools:")
+    }
+    # temporal-schema brings the schema to the admin-tools version; the server must expect that one.
+    assert admin_tags == {server_tag}
+
+
+def test_one_shots_run_once_and_the_rest_restart(services: dict[str, dict[str, Any]]) -> None:
+    one_shots = one_shot_services(services)
+    assert {"migrate", "temporal-schema", "temporal-setup"} <= one_shots
+    for name, service in services.items():
+        if name in one_shots:
+            assert service.get("restart") == "no", name
+            assert "ports" not in service, name
+        else:
+            assert service.get("restart") in LONG_RUNNING_RESTART, name
+
+
+def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
+    one_shots = one_shot_services(services)
+    for name, service in services.items():
+        if name in one_shots:
+            continue
+        check = service.get("healthcheck") or {}
+        assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
+
+
+def test_api_and_worker_start_after_the_database_the_migrations_and_temporal(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("api", "worker"):
+        deps = depends_on(services[name])
+        assert deps.get("postgres") == "service_healthy", name
+        assert deps.get("migrate") == "service_completed_successfully", name
+        assert deps.get("temporal") == "service_healthy", name
+        # The namespace and the search attributes exist before any workflow starts.
+        assert deps.get("temporal-setup") == "service_completed_successfully", name
+    assert depends_on(services["migrate"]).get("postgres") == "service_healthy"
+
+
+def test_every_dependency_condition_can_be_met(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for dependency, condition in depends_on(service).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            if condition == "service_healthy":
+                assert services[dependency].get("healthcheck"), f"{dependency} is never healthy"
+
+
+def test_the_search_attributes_registered_are_the_ones_the_workflows_set(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    registered = dict(
+        pair.split("=", 1)
+        for pair in environment(services["temporal-setup"])["SEARCH_ATTRIBUTES"].split()
+    )
+    assert registered == {
+        "DeploymentId": "Int",
+        "DeploymentStatus": "Keyword",
+        "TemplateName": "Keyword",
+        "ServiceType": "Keyword",
+        "Owner": "Keyword",
+    }
+    types = {"INT": "Int", "KEYWORD": "Keyword"}
+    assert registered == {
+        key.name: types[key.indexed_value_type.name] for key in search_attributes.ALL
+    }
+    # One namespace for the setup, the app and the UI.
+    namespace = environment(services["temporal-setup"])["NAMESPACE"]
+    assert environment(services["worker"])["PROVISIO_TEMPORAL_NAMESPACE"] == namespace
+    assert environment(services["temporal-ui"])["TEMPORAL_DEFAULT_NAMESPACE"] == namespace
+
+
+def test_no_plaintext_secrets(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for key, value in environment(service).items():
+            if SECRET_KEY.search(key):
+                assert REQUIRED_REF.match(value), f"{name}.{key} must be ${{VAR:?...}}: {value!r}"
+            credentials = URL_CREDENTIALS.search(value)
+            if credentials:
+                assert REQUIRED_REF.match(credentials["password"]), f"{name}.{key}: {value!r}"
+    # Nothing in the file spells a password out under another name either.
+    text = COMPOSE_FILE.read_text()
+    for line in text.splitlines():
+        match = re.match(r"\s*-?\s*([A-Z_]*(PASSWORD|TOKEN|SECRET)[A-Z_]*)\s*[:=]\s*(.+)", line)
+        if match:
+            assert match[3].strip().strip("\"'").startswith("${"), line
+
+
+def test_env_example_lists_every_required_variable() -> None:
+    listed = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), re.M))
+    assert required_variables() <= listed
+    # And gives none of them a value.
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if re.match(r"^[A-Z_][A-Z0-9_]*=", line):
+            assert line.endswith("="), line
+
+
+def published(service: dict[str, Any]) -> set[str]:
+    return {str(port) for port in service.get("ports", [])}
+
+
+def test_published_ports(services: dict[str, dict[str, Any]]) -> None:
+    assert published(services["api"]) == {"8000:8000"}
+    assert published(services["temporal-ui"]) == {"8233:8080"}
+    assert published(services["jenkins"]) == {"8080:8080"}
+    assert published(services["postgres"]) == set()
+    # The Temporal frontend only on the host's loopback, for the operator's CLI.
+    assert all(port.startswith("127.0.0.1:") for port in published(services["temporal"]))
+    host_ports = [port.rsplit(":", 1)[0] for svc in services.values() for port in published(svc)]
+    assert len(host_ports) == len(set(host_ports)), host_ports
+
+
+def test_builds_and_mounted_files_exist_in_the_repo(compose: dict[str, Any]) -> None:
+    declared_volumes = set(compose.get("volumes") or {})
+    for name, service in compose["services"].items():
+        build = service.get("build")
+        if build is not None:
+            if isinstance(build, str):
+                build = {"context": build}
+            context = REPO / build["context"]
+            assert context.is_dir(), f"{name}: no build context {context}"
+            dockerfile = context / build.get("dockerfile", "Dockerfile")
+            assert dockerfile.is_file(), f"{name}: no {dockerfile}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0] if isinstance(volume, str) else volume["source"]
+            if source.startswith((".", "/")):
+                assert (REPO / source).exists(), f"{name}: mounts missing {source}"
+            else:
+                assert source in declared_volumes, f"{name}: undeclared volume {source}"
+
+
+def sh_step_arguments(jenkinsfile: str) -> list[str]:
+    """What follows each `sh` step (`sh '...'`, `sh(script: ...)`), comment lines left out."""
+    code = "\n".join(
+        line for line in jenkinsfile.splitlines() if not line.lstrip().startswith("//")
+    )
+    return [code[m.end() :].lstrip() for m in re.finditer(r"\bsh\b\s*\(?", code)]
+
+
+def test_jenkinsfile_passes_values_to_the_shell_as_data() -> None:
+    jenkinsfile = (JENKINS / "Jenkinsfile").read_text()
+    steps = sh_step_arguments(jenkinsfile)
+    assert steps, "no sh step found"
+    for step in steps:
+        step = re.sub(r"^script\s*:\s*", "", step)
+        # Single quotes: Groovy never interpolates, the shell expands the environment variables.
+        assert step.startswith("'"), f"sh step with an interpolating string: {step[:60]!r}"
+    for pattern in ("${params.", "${env.", "shell=True"):
+        assert pattern not in jenkinsfile
+    # The user's variables reach the entry script through a file, never the command line.
+    assert re.search(r"writeFile\s+file:\s*'vars\.json',\s*text:\s*params\.VARS_JSON", jenkinsfile)
+    assert "jenkins/run_deployment.py" in jenkinsfile
+    assert '--vars-json "$WORKSPACE/vars.json"' in jenkinsfile
+
+
+def test_no_shell_in_the_entry_script() -> None:
+    source = (JENKINS / "run_deployment.py").read_text()
+    assert "shell=True" not in source
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            for keyword in node.keywords:
+                assert keyword.arg != "shell", ast.unparse(node)
+    assert "os.system" not in source and "os.popen" not in source
+
+
+@pytest.fixture(scope="module")
+def job_dsl() -> str:
+    casc = yaml.safe_load((JENKINS / "casc.yaml").read_text())
+    scripts = [entry["script"] for entry in casc["jobs"] if "script" in entry]
+    assert len(scripts) == 1
+    return scripts[0]
+
+
+def test_casc_defines_the_deploy_job_with_exactly_its_four_parameters(job_dsl: str) -> None:
+    job = re.search(r"pipelineJob\('([^']+)'\)", job_dsl)
+    assert job and job[1] == Settings.model_fields["jenkins_job"].default
+    parameters = {name: kind for kind, name in re.findall(r"\b(\w+Param)\('([^']+)'", job_dsl)}
+    assert parameters == {
+        "DEPLOYMENT_ID": "stringParam",
+        "CALLBACK_URL": "stringParam",
+        "CALLBACK_TOKEN": "nonStoredPasswordParam",
+        "VARS_JSON": "textParam",
+    }
+    assert "sandbox(true)" in job_dsl
+    # JCasC expands ${...} in the script before Job DSL runs it.
+    assert "${" not in job_dsl
+
+
+def test_casc_reads_the_jenkinsfile_the_image_ships() -> None:
+    casc = (JENKINS / "casc.yaml").read_text()
+    dockerfile = (JENKINS / "Dockerfile").read_text()
+    assert "${readFileBase64:/opt/provisio/jenkins/Jenkinsfile}" in casc
+    assert re.search(r"^COPY jenkins/ /opt/provisio/jenkins/$", dockerfile, re.MULTILINE)
+    assert "CASC_JENKINS_CONFIG=/opt/provisio/jenkins/casc.yaml" in dockerfile
+
+
+def test_plugins_cover_what_casc_uses() -> None:
+    plugins = {
+        line.split(":")[0].strip()
+        for line in (JENKINS / "plugins.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {"configuration-as-code", "job-dsl", "workflow-aggregator", "credentials-binding"} <= (
+        plugins
+    )
+    casc = (JENKINS / "casc.yaml").read_text()
+    if "nonStoredPasswordParam" in casc:
+        assert "mask-passwords" in plugins
+    if "globalMatrix" in casc:
+        assert "matrix-auth" in plugins
+
+
+def compose_plugin_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        probe = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def compose_config(tmp_path: Path, variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # `config` validates and interpolates without an engine. An empty env file, so that a
+    # developer's own .env plays no part; the required variables come from `variables` only.
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    env = {key: value for key, value in os.environ.items() if key not in required_variables()}
+    env.update(variables)
+    return subprocess.run(
+        ["docker", "compose", "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config", "-q"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+needs_compose = pytest.mark.skipif(
+    not compose_plugin_available(),
+    reason="the docker client here has no compose plugin (`docker compose` is unknown)",
+)
+
+
+@needs_compose
+def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+    dummies = {name: "dummy-value" for name in required_variables()}
+    result = compose_config(tmp_path, dummies)
+    assert result.returncode == 0, result.stderr
+
+
+@needs_compose
+def test_docker_compose_refuses_to_run_without_a_secret(tmp_path: Path) -> None:
+    dummies = {name: "dummy-value" for name in required_variables()}
+    del dummies["PROVISIO_SECRET_KEY"]
+    result = compose_config(tmp_path, dummies)
+    assert result.returncode != 0 and "PROVISIO_SECRET_KEY" in result.stderr
