@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # Disk work: "directory" (image files under sandbox_root; the safe default) or "lvm".
     disk_backend: str = "directory"
     sandbox_root: Path = PROJECT_ROOT / "var" / "sandbox"
+    # Directory backend: also loop-mount each image file on its directory (needs root).
+    directory_mount: bool = False
+    # LVM backend: the physical volumes the volume groups are made of.
+    lvm_pvs: list[str] = []
     # Local runner: one private data directory per deployment lives under here.
     runner_dir: Path = PROJECT_ROOT / "var" / "runs"
 

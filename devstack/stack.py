@@ -109,7 +109,7 @@ Ctrl-C stops everything.""",
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         failed = next(child for child in children if child.poll() is not None)
-        print(f"A child process exited ({failed.args}); stopping. See {logs}.", file=sys.stderr)
+        print(f"A child process exited ({failed.args!r}); stopping. See {logs}.", file=sys.stderr)
         raise SystemExit(1)
     except KeyboardInterrupt:
         print("\nStopping…", flush=True)
