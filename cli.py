@@ -1,24 +1,35 @@
-"""`provisio dev | api | worker | migrate`."""
+"""`provisio dev | api | worker | migrate | users create`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import sys
 
-from settings import get_settings
+from settings import Settings, get_settings
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="provisio", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "dev", help="run the whole embedded stack (PostgreSQL, Temporal, worker, API)"
-    )
+    commands.add_parser("dev", help="run the embedded stack (PostgreSQL, Temporal, worker, API)")
     commands.add_parser("api", help="serve the HTTP API with uvicorn")
     commands.add_parser("worker", help="run a Temporal worker")
-    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser(
+        "migrate",
+        help="apply database migrations; with PROVISIO_ADMIN_PASSWORD, also create `admin` once",
+    )
+    users = commands.add_parser("users", help="manage users").add_subparsers(
+        dest="action", required=True
+    )
+    create = users.add_parser("create", help="create a user (the first admin of an install)")
+    create.add_argument("username")
+    create.add_argument("--role", choices=("admin", "operator", "viewer"), default="admin")
+    create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -29,23 +40,45 @@ def main(argv: list[str] | None = None) -> None:
         from devstack.stack import run_dev_stack
 
         run_dev_stack(settings)
-    elif args.command == "migrate":
+        return
+    _require_database(settings.database_url)
+    if args.command == "migrate":
         from db.migrate import upgrade
 
-        _require_database(settings.database_url)
         upgrade(settings.database_url)
+        if settings.admin_password:
+            asyncio.run(_create_user(settings, "admin", settings.admin_password, "admin"))
     elif args.command == "worker":
         from worker import run_worker
 
-        _require_database(settings.database_url)
         asyncio.run(run_worker(settings))
     elif args.command == "api":
         import uvicorn
 
         from api.app import create_app
 
-        _require_database(settings.database_url)
         uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    elif args.command == "users":
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"Password for {args.username}: ")
+        if len(password) < 8:
+            sys.exit("the password must have at least 8 characters")
+        if not asyncio.run(_create_user(settings, args.username, password, args.role)):
+            sys.exit(f"user {args.username!r} already exists")
+        print(f"created {args.role} {args.username!r}")
+
+
+async def _create_user(settings: Settings, username: str, password: str, role: str) -> bool:
+    from db.session import create_engine, create_sessionmaker
+    from devstack.seed import ensure_user
+
+    engine = create_engine(settings.database_url)
+    try:
+        return await ensure_user(create_sessionmaker(engine), username, password, role)
+    finally:
+        await engine.dispose()
 
 
 def _require_database(url: str) -> None:

@@ -32,13 +32,17 @@ SAMPLE_TEMPLATES = [
 ]
 
 
-async def ensure_admin(sessionmaker: SessionMaker, password: str) -> bool:
-    """Create the `admin` user unless it exists. True when it was created."""
+async def ensure_user(sessionmaker: SessionMaker, username: str, password: str, role: str) -> bool:
+    """Create the user unless the username is taken. True when it was created."""
     async with sessionmaker.begin() as session:
-        if await session.scalar(select(User.id).where(User.username == "admin")):
+        if await session.scalar(select(User.id).where(User.username == username)):
             return False
-        session.add(User(username="admin", password_hash=hash_password(password), role="admin"))
+        session.add(User(username=username, password_hash=hash_password(password), role=role))
         return True
+
+
+async def ensure_admin(sessionmaker: SessionMaker, password: str) -> bool:
+    return await ensure_user(sessionmaker, "admin", password, "admin")
 
 
 async def ensure_sample_templates(sessionmaker: SessionMaker) -> None:
