@@ -2,3 +2,4 @@
 
 VALIDATION_FAILED = "DeploymentValidationError"
 DUPLICATE_NAME = "DuplicateDeploymentName"
+UNSAFE_VARIABLES = "UnsafeVariables"

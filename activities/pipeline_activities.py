@@ -6,8 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from activities.errors import UNSAFE_VARIABLES
 from domain.callback_tokens import callback_token
+from pipeline.ansible_vars import UnsafeVariablesError, check_variables
 from pipeline.runner import PipelineRequest, PipelineRunner, RunRef
 from settings import Settings
 from workflows.contracts import PipelineRun, PipelineRunStatus, StartPipelineInput
@@ -23,7 +26,15 @@ class PipelineActivities:
         """Start the run for a deployment, or return the one an earlier attempt started."""
         ref = self._runner.find_run(data.deployment_id)
         if ref is None:
-            ref = self._runner.trigger(self._request(data))
+            request = self._request(data)
+            try:
+                check_variables(request.variables)
+            except UnsafeVariablesError as exc:
+                # No retry can make these variables safe: fail the deployment with the reason.
+                raise ApplicationError(
+                    f"refused before running: {exc}", type=UNSAFE_VARIABLES, non_retryable=True
+                ) from None
+            ref = self._runner.trigger(request)
             activity.logger.info(
                 "pipeline triggered",
                 extra={"deployment_id": data.deployment_id, "job_id": ref.job_id},

@@ -259,3 +259,27 @@ async def test_workflow_rejects_invalid_input_itself_and_writes_nothing(
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Deployment)) == 0
     await save_history(client, workflow_id, "rejected")
+
+
+async def test_variables_ansible_would_obey_fail_the_deployment_before_anything_runs(
+    api: httpx.AsyncClient,
+    worker: None,
+    make_user: Any,
+    sessionmaker: SessionMaker,
+    runner: RecordingRunnerDouble,
+) -> None:
+    from db.models import Template
+
+    async with sessionmaker.begin() as session:
+        template = Template(
+            name="sneaky", service_type="x", configuration={"ansible_become_user": "root"}
+        )
+        session.add(template)
+        await session.flush()
+        template_id = template.id
+    operator = await make_user("operator")
+    created = await create(api, operator, template_id)
+    done = await wait_status(api, operator, created["id"], "failed")
+    rows = await history(api, operator, done["id"])
+    assert "ansible_become_user" in rows[-1]["message"]
+    assert runner.triggers == []
