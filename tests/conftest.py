@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -92,6 +93,8 @@ def settings(database_url: str, temporal_address: str, clean_db: None) -> Settin
     return Settings(
         database_url=database_url,
         temporal_address=temporal_address,
+        # Where `live_api` serves, for pipelines that call back over real HTTP.
+        public_url=f"http://127.0.0.1:{free_port()}",
         temporal_task_queue=f"test-{uuid.uuid4()}",
         secret_key="test-secret-key-0123456789abcdef-0123456789",
         pipeline_poll_interval_s=1,
@@ -120,6 +123,30 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield http
+
+
+@pytest.fixture
+def live_api(settings: Settings) -> Iterator[str]:
+    """The API served by uvicorn on `settings.public_url`, for callers outside this process."""
+    import threading
+
+    import uvicorn
+
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield settings.public_url
+    server.should_exit = True
+    thread.join(30)
 
 
 @dataclass
