@@ -30,9 +30,9 @@ class Settings(BaseSettings):
     # Where the callback plugin reaches the API (it runs on Jenkins agents or in the worker).
     public_url: str = "http://127.0.0.1:8000"
 
-    # Which pipeline runner the worker uses: "manual" (an operator or external system sends the
-    # callback signals), later "local" and "jenkins".
-    pipeline_runner: str = "manual"
+    # Which pipeline runner the worker uses: "local" (ansible-runner on the worker's host, the
+    # embedded default), "jenkins", or "manual" (an external system sends the callback).
+    pipeline_runner: str = "local"
     # Default bound on the wait for the callback when a template sets none.
     default_callback_timeout_s: int = 3600
     # How often the workflow asks the runner for its status while waiting.
