@@ -58,3 +58,6 @@ def require_roles(*roles: str):  # type: ignore[no-untyped-def]
         return user
 
     return Depends(check)
+
+
+AdminUser = Annotated[User, require_roles("admin")]

@@ -32,6 +32,11 @@ class UserCreate(Strict):
     role: Role
 
 
+class UserUpdate(Strict):
+    role: Role | None = None
+    is_active: bool | None = None
+
+
 class UserPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -39,6 +44,10 @@ class UserPublic(BaseModel):
     username: str
     role: str
     created_at: datetime
+
+
+class UserAdminView(UserPublic):
+    is_active: bool
 
 
 class DiskPublic(BaseModel):
@@ -64,6 +73,29 @@ class TemplatePublic(BaseModel):
     configuration: dict[str, Any]
     created_at: datetime
     disk_allocations: list[DiskPublic]
+
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+class TemplateDiskIn(Strict):
+    disk_type: Slug
+    size_gb: Annotated[int, Field(strict=True)]
+    mount_point: ShortText
+    volume_group: ShortText
+    logical_volume: ShortText
+    filesystem_type: ShortText = "ext4"
+    allocation_params: Annotated[dict[ConfigKey, ScalarValue], Field(max_length=16)] = {}
+
+
+class TemplateCreate(Strict):
+    name: Slug
+    service_type: Slug
+    # Omitted: the next version of this name.
+    version: Annotated[int, Field(ge=1, le=1_000_000, strict=True)] | None = None
+    configuration: Annotated[dict[ConfigKey, Any], Field(max_length=64)] = {}
+    disk_allocations: Annotated[list[TemplateDiskIn], Field(max_length=32)] = []
 
 
 class DiskOverrideIn(Strict):

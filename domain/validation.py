@@ -11,10 +11,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.disk_rules import FILESYSTEMS, MAX_DISK_GB, filesystem_error, size_error
 from workflows.contracts import DeployRequest, DiskSpec, ValidatedDeployment
 
-FILESYSTEMS = ("ext4", "xfs")
-MAX_DISK_GB = 16_384
+__all__ = ["FILESYSTEMS", "MAX_DISK_GB", "DeploymentValidationError", "validate_deployment"]
+
 MAX_STRING_VALUE = 1024
 DEPLOYMENT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Template configuration keeps orchestration settings under this key; deployments cannot set it.
@@ -108,15 +109,13 @@ def validate_deployment(
             errors.append(_error([*loc, "mount_point"], msg, "not_found"))
             continue
         if override.size_gb is not None:
-            if isinstance(override.size_gb, bool) or not 1 <= override.size_gb <= MAX_DISK_GB:
-                msg = f"must be an integer from 1 to {MAX_DISK_GB}"
-                errors.append(_error([*loc, "size_gb"], msg, "range"))
+            if problem := size_error(override.size_gb):
+                errors.append(_error([*loc, "size_gb"], problem, "range"))
             else:
                 disk.size_gb = override.size_gb
         if override.filesystem_type is not None:
-            if override.filesystem_type not in FILESYSTEMS:
-                msg = f"must be one of {', '.join(FILESYSTEMS)}"
-                errors.append(_error([*loc, "filesystem_type"], msg, "enum"))
+            if problem := filesystem_error(override.filesystem_type):
+                errors.append(_error([*loc, "filesystem_type"], problem, "enum"))
             else:
                 disk.filesystem_type = override.filesystem_type
     if errors:

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
-from sqlalchemy import select
+import json
 
-from api.deps import CurrentUser, SessionDep
-from api.errors import NotFound
-from api.schemas import TemplatePublic
-from db.models import Template
+from fastapi import APIRouter
+from sqlalchemy import func, select
+
+from api.deps import AdminUser, CurrentUser, SessionDep, require_roles
+from api.errors import Conflict, NotFound, ValidationFailed
+from api.schemas import TemplateCreate, TemplatePublic
+from db.models import Template, TemplateDiskAllocation
+from domain.template_rules import template_errors
 
 router = APIRouter(tags=["templates"])
+MAX_CONFIGURATION_BYTES = 64 * 1024
 
 
 @router.get("/api/templates")
@@ -25,3 +29,62 @@ async def get_template(template_id: int, user: CurrentUser, session: SessionDep)
     if template is None:
         raise NotFound("template not found")
     return TemplatePublic.model_validate(template)
+
+
+@router.post("/api/templates", status_code=201)
+async def create_template(
+    body: TemplateCreate, session: SessionDep, user: AdminUser
+) -> TemplatePublic:
+    """A new template, or the next version of one: templates in use are never edited in place."""
+    if len(json.dumps(body.configuration)) > MAX_CONFIGURATION_BYTES:
+        too_big = f"must be at most {MAX_CONFIGURATION_BYTES} bytes of JSON"
+        raise ValidationFailed([{"loc": ["body", "configuration"], "msg": too_big, "type": "size"}])
+    disks = [disk.model_dump() for disk in body.disk_allocations]
+    if errors := template_errors(body.configuration, disks):
+        raise ValidationFailed(errors)
+    # Serialise versions of one name, so two admins cannot both take the same next version.
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(body.name))))
+    latest = await session.scalar(
+        select(func.max(Template.version)).where(Template.name == body.name)
+    )
+    version = body.version or (latest or 0) + 1
+    if (
+        latest is not None
+        and version <= latest
+        and await session.scalar(
+            select(Template.id).where(Template.name == body.name, Template.version == version)
+        )
+    ):
+        raise Conflict(f"template {body.name!r} version {version} already exists")
+    template = Template(
+        name=body.name,
+        service_type=body.service_type,
+        version=version,
+        configuration=body.configuration,
+        created_by=user.id,
+        disk_allocations=[TemplateDiskAllocation(**disk) for disk in disks],
+    )
+    session.add(template)
+    await session.flush()
+    await session.refresh(template, ["created_at", "is_active", "disk_allocations"])
+    return TemplatePublic.model_validate(template)
+
+
+async def _set_active(session: SessionDep, template_id: int, active: bool) -> TemplatePublic:
+    template = await session.get(Template, template_id)
+    if template is None:
+        raise NotFound("template not found")
+    template.is_active = active
+    await session.flush()
+    return TemplatePublic.model_validate(template)
+
+
+@router.post("/api/templates/{template_id}/deactivate", dependencies=[require_roles("admin")])
+async def deactivate_template(template_id: int, session: SessionDep) -> TemplatePublic:
+    """No new deployments from it; existing deployments keep pointing at it."""
+    return await _set_active(session, template_id, False)
+
+
+@router.post("/api/templates/{template_id}/activate", dependencies=[require_roles("admin")])
+async def activate_template(template_id: int, session: SessionDep) -> TemplatePublic:
+    return await _set_active(session, template_id, True)

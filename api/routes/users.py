@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from api.deps import CurrentUser, SessionDep, require_roles
-from api.errors import Conflict
-from api.schemas import UserCreate, UserPublic
+from api.errors import Conflict, NotFound
+from api.schemas import UserAdminView, UserCreate, UserPublic, UserUpdate
 from api.security import hash_password
 from db.models import User
 
 router = APIRouter(tags=["users"])
+admin_only = [require_roles("admin")]
 
 
 @router.get("/api/users/me")
@@ -17,12 +18,41 @@ async def me(user: CurrentUser) -> UserPublic:
     return UserPublic.model_validate(user)
 
 
-@router.post("/api/users", status_code=201, dependencies=[require_roles("admin")])
-async def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
+@router.get("/api/users", dependencies=admin_only)
+async def list_users(session: SessionDep) -> list[UserAdminView]:
+    users = await session.scalars(select(User).order_by(User.id))
+    return [UserAdminView.model_validate(u) for u in users]
+
+
+@router.post("/api/users", status_code=201, dependencies=admin_only)
+async def create_user(body: UserCreate, session: SessionDep) -> UserAdminView:
     if await session.scalar(select(User.id).where(User.username == body.username)):
         raise Conflict(f"user {body.username!r} already exists")
     user = User(username=body.username, password_hash=hash_password(body.password), role=body.role)
     session.add(user)
     await session.flush()
     await session.refresh(user)
-    return UserPublic.model_validate(user)
+    return UserAdminView.model_validate(user)
+
+
+@router.patch("/api/users/{user_id}", dependencies=admin_only)
+async def update_user(user_id: int, body: UserUpdate, session: SessionDep) -> UserAdminView:
+    """Change a role or disable a user; takes effect on their very next request."""
+    # Serialise admin changes so two admins cannot demote each other at once.
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtext("users:admins"))))
+    user = await session.get(User, user_id, with_for_update=True)
+    if user is None:
+        raise NotFound("user not found")
+    stays_admin = (body.role or user.role) == "admin" and body.is_active is not False
+    if user.role == "admin" and user.is_active and not stays_admin:
+        admins = await session.scalar(
+            select(func.count()).where(User.role == "admin", User.is_active)
+        )
+        if admins == 1:
+            raise Conflict("this is the last active admin")
+    if body.role is not None:
+        user.role = body.role
+    if body.is_active is not None:
+        user.is_active = body.is_active
+    await session.flush()
+    return UserAdminView.model_validate(user)
