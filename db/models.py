@@ -151,3 +151,18 @@ class CallbackSignature(Base):
         ForeignKey("deployments.id", ondelete="CASCADE"), index=True
     )
     received_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+
+
+class LoginFailure(Base):
+    """Addition: recent failed logins, shared by every API process, for throttling guesses."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_username_at", "username", "failed_at"),
+        Index("ix_login_failures_client_at", "client", "failed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255))
+    client: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -31,7 +31,7 @@ from tests.doubles import RecordingRunnerDouble
 from worker import build_worker
 
 TABLES = (
-    "callback_signatures, deployment_history, disk_allocations, deployments,"
+    "callback_signatures, login_failures, deployment_history, disk_allocations, deployments,"
     " template_disk_allocations, templates, users"
 )
 
