@@ -11,6 +11,7 @@ import re
 
 FILESYSTEMS = ("ext4", "xfs")
 MAX_DISK_GB = 16_384
+MAX_TOTAL_GB = 65_536
 MOUNT_PREFIXES = ("/data", "/srv", "/opt", "/var/lib", "/mnt")
 FORBIDDEN_MOUNTS = ("/", "/etc", "/boot", "/usr", "/proc", "/sys", "/dev", "/bin", "/sbin", "/lib")
 LVM_NAME = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$")
@@ -59,7 +60,17 @@ def filesystem_error(filesystem: str) -> str | None:
     return None if filesystem in FILESYSTEMS else f"must be one of {', '.join(FILESYSTEMS)}"
 
 
-def size_error(size_gb: object) -> str | None:
-    if isinstance(size_gb, bool) or not isinstance(size_gb, int) or not 1 <= size_gb <= MAX_DISK_GB:
-        return f"must be an integer from 1 to {MAX_DISK_GB}"
+def size_bounds(allocation_params: dict[str, object] | None = None) -> tuple[int, int]:
+    """A disk's size bounds: the template's `min_size_gb`/`max_size_gb` within the global cap."""
+    params = allocation_params or {}
+    low, high = params.get("min_size_gb", 1), params.get("max_size_gb", MAX_DISK_GB)
+    low = low if isinstance(low, int) and not isinstance(low, bool) and low >= 1 else 1
+    high = high if isinstance(high, int) and not isinstance(high, bool) else MAX_DISK_GB
+    return low, min(high, MAX_DISK_GB)
+
+
+def size_error(size_gb: object, allocation_params: dict[str, object] | None = None) -> str | None:
+    low, high = size_bounds(allocation_params)
+    if isinstance(size_gb, bool) or not isinstance(size_gb, int) or not low <= size_gb <= high:
+        return f"must be an integer from {low} to {high}"
     return None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from domain.disk_rules import filesystem_error, lvm_name_error, mount_point_error, size_error
 from domain.validation import RESERVED_KEY, FieldError
 
@@ -28,11 +31,36 @@ def _ansible_keys(value: Any, loc: list[str | int]) -> list[FieldError]:
     return errors
 
 
+SETTINGS = ("callback_timeout_s", "overrides", "max_total_gb")
+
+
+def _overrides(schema: Any, loc: list[str | int]) -> list[FieldError]:
+    """`overrides` maps each key a deployment may set to a JSON Schema for its value."""
+    if not isinstance(schema, dict):
+        return [_error(loc, "must map configuration keys to JSON Schemas")]
+    errors = []
+    for key, rule in schema.items():
+        try:
+            Draft202012Validator.check_schema(rule)
+            if not isinstance(rule, dict):
+                raise SchemaError("must be an object")
+        except SchemaError as exc:
+            errors.append(_error([*loc, key], f"not a valid JSON Schema: {exc.message[:200]}"))
+    return errors
+
+
 def _orchestration(settings: Any) -> list[FieldError]:
     loc: list[str | int] = ["configuration", RESERVED_KEY]
     if not isinstance(settings, dict):
         return [_error(loc, "must be an object")]
-    errors = [_error([*loc, k], "unknown setting") for k in settings if k != "callback_timeout_s"]
+    errors = [_error([*loc, k], "unknown setting") for k in settings if k not in SETTINGS]
+    if "overrides" in settings:
+        errors += _overrides(settings["overrides"], [*loc, "overrides"])
+    max_total = settings.get("max_total_gb")
+    if max_total is not None and (
+        isinstance(max_total, bool) or not isinstance(max_total, int) or max_total < 1
+    ):
+        errors.append(_error([*loc, "max_total_gb"], "must be a positive integer"))
     timeout = settings.get("callback_timeout_s")
     if timeout is not None and (
         isinstance(timeout, bool)
@@ -57,7 +85,7 @@ def template_errors(configuration: dict[str, Any], disks: list[dict[str, Any]]) 
             "volume_group": lvm_name_error(disk["volume_group"], logical_volume=False),
             "logical_volume": lvm_name_error(disk["logical_volume"], logical_volume=True),
             "filesystem_type": filesystem_error(disk["filesystem_type"]),
-            "size_gb": size_error(disk["size_gb"]),
+            "size_gb": size_error(disk["size_gb"], disk.get("allocation_params")),
         }
         errors += [_error([*loc, field], msg) for field, msg in checks.items() if msg]
         if disk["mount_point"] in mounts:

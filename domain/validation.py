@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.disk_rules import FILESYSTEMS, MAX_DISK_GB, filesystem_error, size_error
+from jsonschema import Draft202012Validator
+
+from domain.disk_rules import FILESYSTEMS, MAX_DISK_GB, MAX_TOTAL_GB, filesystem_error, size_error
 from workflows.contracts import DeployRequest, DiskSpec, ValidatedDeployment
 
 __all__ = ["FILESYSTEMS", "MAX_DISK_GB", "DeploymentValidationError", "validate_deployment"]
@@ -53,7 +55,35 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def _check_configuration(defaults: dict[str, Any], overrides: dict[str, Any]) -> list[FieldError]:
+def _orchestration(configuration: dict[str, Any]) -> dict[str, Any]:
+    settings = configuration.get(RESERVED_KEY)
+    return settings if isinstance(settings, dict) else {}
+
+
+def _check_declared(schema: dict[str, Any], overrides: dict[str, Any]) -> list[FieldError]:
+    """Overrides against the JSON Schema properties the template declares."""
+    validator = Draft202012Validator(
+        {"type": "object", "properties": schema, "additionalProperties": False}
+    )
+    errors = []
+    for error in sorted(validator.iter_errors(overrides), key=lambda e: list(e.absolute_path)):
+        if error.validator == "additionalProperties":
+            for key in sorted(set(overrides) - set(schema)):
+                msg = "this template does not allow setting this key"
+                errors.append(_error(["configuration", key], msg, "key"))
+        else:
+            loc = ["configuration", *error.absolute_path]
+            errors.append(_error(loc, error.message[:300], str(error.validator)))
+    return errors
+
+
+def _check_configuration(
+    defaults: dict[str, Any], overrides: dict[str, Any], declared: Any
+) -> list[FieldError]:
+    """Declared overrides (`provisio.overrides`, JSON Schema per key) when the template has them;
+    otherwise any default key, with the default's JSON type."""
+    if isinstance(declared, dict):
+        return _check_declared(declared, overrides)
     errors = []
     for key, value in overrides.items():
         loc: list[str | int] = ["configuration", key]
@@ -69,8 +99,7 @@ def _check_configuration(defaults: dict[str, Any], overrides: dict[str, Any]) ->
 
 
 def _callback_timeout(configuration: dict[str, Any]) -> int | None:
-    settings = configuration.get(RESERVED_KEY)
-    timeout = settings.get("callback_timeout_s") if isinstance(settings, dict) else None
+    timeout = _orchestration(configuration).get("callback_timeout_s")
     return timeout if isinstance(timeout, int) and timeout > 0 else None
 
 
@@ -93,7 +122,8 @@ def validate_deployment(
         errors.append(_error(["deployment_name"], msg, "pattern"))
 
     defaults = {k: v for k, v in template.configuration.items() if k != RESERVED_KEY}
-    errors += _check_configuration(defaults, request.configuration)
+    orchestration = _orchestration(template.configuration)
+    errors += _check_configuration(defaults, request.configuration, orchestration.get("overrides"))
 
     disks = {disk.mount_point: DiskSpec(**vars(disk)) for disk in template.disks}
     seen: set[str] = set()
@@ -109,7 +139,7 @@ def validate_deployment(
             errors.append(_error([*loc, "mount_point"], msg, "not_found"))
             continue
         if override.size_gb is not None:
-            if problem := size_error(override.size_gb):
+            if problem := size_error(override.size_gb, disk.allocation_params):
                 errors.append(_error([*loc, "size_gb"], problem, "range"))
             else:
                 disk.size_gb = override.size_gb
@@ -118,6 +148,11 @@ def validate_deployment(
                 errors.append(_error([*loc, "filesystem_type"], problem, "enum"))
             else:
                 disk.filesystem_type = override.filesystem_type
+    total = sum(disk.size_gb for disk in disks.values())
+    max_total = orchestration.get("max_total_gb", MAX_TOTAL_GB)
+    if not errors and total > max_total:
+        msg = f"the disks add up to {total} GB; this template allows {max_total} GB in all"
+        errors.append(_error(["disk_allocations"], msg, "total"))
     if errors:
         raise DeploymentValidationError(errors)
 

@@ -57,6 +57,15 @@ HOSTILE = [
         ["configuration", "provisio", "callback_timeout_s"],
     ),
     ({"name": "Bad Name"}, ["name"]),
+    (
+        {"configuration": {"provisio": {"overrides": {"x": {"type": "nope"}}}}},
+        ["configuration", "provisio", "overrides", "x"],
+    ),
+    ({"configuration": {"provisio": {"retries": 3}}}, ["configuration", "provisio", "retries"]),
+    (
+        {"disk": {"size_gb": 50, "allocation_params": {"max_size_gb": 40}}},
+        ["disk_allocations", 0, "size_gb"],
+    ),
 ]
 
 
