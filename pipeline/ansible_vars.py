@@ -107,10 +107,24 @@ class _VarsDumper(yaml.SafeDumper):
         return True  # no anchors: every value spelled out where it is used
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+_RESOLVER = yaml.resolver.Resolver()  # the implicit resolver Ansible's YAML loader uses too
+_TEMPLATE_CHARACTERS = frozenset("{}%#")
+
+
 def _represent_unsafe(dumper: yaml.SafeDumper, value: _UnsafeText) -> yaml.ScalarNode:
+    text = str(value)
+    if _RESOLVER.resolve(
+        yaml.ScalarNode, text, (True, False)
+    ) != _STR_TAG and not _TEMPLATE_CHARACTERS.intersection(text):
+        # ansible-core 2.19 re-resolves the type of an !unsafe scalar, so `!unsafe "7"` would load
+        # as the integer 7 (and "true", "null", "" as a bool and None). Text that YAML reads as a
+        # number, boolean, null or date literal cannot hold a template delimiter, so there is
+        # nothing to protect: it goes quoted and untagged, and stays a string.
+        return dumper.represent_scalar(_STR_TAG, text, style='"')
     # Quoted, so that the text survives whatever characters it holds; the tag makes it a string
-    # that Ansible never templates.
-    return dumper.represent_scalar("!unsafe", str(value), style='"')
+    # Ansible never templates.
+    return dumper.represent_scalar("!unsafe", text, style='"')
 
 
 _VarsDumper.add_representer(_UnsafeText, _represent_unsafe)
@@ -145,10 +159,10 @@ def render_vars(variables: dict[str, Any], runner_vars: dict[str, Any]) -> str:
         if key in ALLOWED_TOP_LEVEL_KEYS:
             raise ValueError(f"runner variable {key!r} would replace user data")
     document: dict[str, Any] = {key: _plain(value) for key, value in runner_vars.items()}
-    document.update({key: _tag_strings(value) for key, value in variables.items()})
+    document.update({_UnsafeText(key): _tag_strings(value) for key, value in variables.items()})
     header = (
-        "# Written by pipeline/ansible_vars.py. Every string of the user's data is !unsafe:\n"
-        "# Ansible never templates it.\n"
+        "# Written by pipeline/ansible_vars.py. Ansible never templates the user's data: its\n"
+        '# strings are !unsafe (literals such as "7" are quoted instead, to stay strings).\n'
     )
     return header + yaml.dump(
         document,

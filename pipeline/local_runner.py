@@ -104,7 +104,7 @@ class LocalRunner:
         self.start_grace_s = start_grace_s
         self.cancel_timeout_s = cancel_timeout_s
 
-    # -- PipelineRunner ---------------------------------------------------------------------------
+    # -- PipelineRunner -------------------------------------------------------------------------
 
     def find_run(self, deployment_id: int) -> RunRef | None:
         if (self._data_dir(deployment_id) / RUN_FILE).is_file():
@@ -238,7 +238,7 @@ class LocalRunner:
             _signal_group(child, signal.SIGKILL)
         _signal(pid, signal.SIGKILL)
 
-    # -- helpers ----------------------------------------------------------------------------------
+    # -- helpers --------------------------------------------------------------------------------
 
     def _data_dir(self, deployment_id: int) -> Path:
         return self.runner_dir / str(int(deployment_id))
@@ -387,8 +387,16 @@ def _failure_reason(artifacts: Path) -> str | None:
         res = data.get("res")
         result: dict[str, Any] = res if isinstance(res, dict) else {}
         what = "unreachable" if event["event"] == "runner_on_unreachable" else "failed"
-        reason = f"task {data.get('task')!r} {what} on {data.get('host')}"
+        task = data.get("task")
+        if data.get("role"):  # named like the callback plugin's events: "role : task"
+            task = f"{data['role']} : {task}"
+        reason = f"task {task!r} {what} on {data.get('host')}"
         msg = result.get("msg")
+        items = result.get("results")
+        if isinstance(items, list):  # a loop: "One or more items failed", the reason is inside
+            failed_items = [i for i in items if isinstance(i, dict) and i.get("failed")]
+            if failed_items and failed_items[0].get("msg"):
+                msg = f"{msg}: {failed_items[0]['msg']}" if msg else failed_items[0]["msg"]
         if msg:
             reason += f": {str(msg)[:500]}"
         return reason

@@ -26,7 +26,7 @@ name: provisio_callback
 type: notification
 short_description: Sends signed playbook events to the Provisio API
 description:
-  - Posts every playbook event (start, task start, host results, final stats) to the Provisio API
+  - Posts the playbook's events (start, play and task starts, host results, final stats) to the API
     in JSON batches (an object whose C(events) key holds the list), signed with HMAC-SHA256 keyed
     by the deployment's callback token.
   - Each event carries a per-run counter (1, 2, 3, ...), a uuid, the event name, the host, the task
@@ -145,7 +145,7 @@ class EventSender:
         self._thread = threading.Thread(target=self._run, name="provisio-callback", daemon=True)
         self._thread.start()
 
-    # -- the caller's side -----------------------------------------------------------------------
+    # -- the caller's side ----------------------------------------------------------------------
 
     def send(self, event: Mapping[str, Any]) -> None:
         self._queue.put(("event", event))
@@ -171,7 +171,7 @@ class EventSender:
             errors, self.errors = self.errors, []
         return errors
 
-    # -- the sender thread -----------------------------------------------------------------------
+    # -- the sender thread ----------------------------------------------------------------------
 
     def _error(self, message: str) -> None:
         with self._lock:
@@ -225,7 +225,11 @@ class EventSender:
             delay *= 0.8 + 0.4 * random.random()  # jitter: many agents, one API
             if not retryable or now + delay > deadline:
                 self.dropped += len(batch)
-                counters = [e.get("counter") for e in batch if isinstance(e, Mapping)]
+                counters = [
+                    e["counter"]
+                    for e in batch
+                    if isinstance(e, Mapping) and isinstance(e.get("counter"), int)
+                ]
                 span = f"{min(counters)}..{max(counters)}" if counters else "?"
                 why = detail if not retryable else f"{detail}; gave up after {attempt} attempts"
                 self._error(f"provisio callback: events {span} not delivered: {why}")
@@ -292,6 +296,18 @@ def _trim(value: Any, limit: int = MSG_LIMIT) -> str:
     return text if len(text) <= limit else text[:limit] + "...(trimmed)"
 
 
+def _first_failed_item_msg(raw: Mapping[str, Any]) -> str | None:
+    # A loop's result says only "One or more items failed"; the reason is in the item.
+    items = raw.get("results")
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if isinstance(item, Mapping) and item.get("failed") and not item.get("_ansible_no_log"):
+            if item.get("msg"):
+                return str(item["msg"])
+    return None
+
+
 def _attr(obj: Any, public: str, private: str) -> Any:
     # ansible-core 2.19 made TaskResult.host/.task/.result public; older cores only have _host...
     value = getattr(obj, public, None)
@@ -338,7 +354,7 @@ class CallbackModule(CallbackBase):
             max_retry_time=float(self.get_option("max_retry_time")),
         )
 
-    # -- building events --------------------------------------------------------------------------
+    # -- building events ------------------------------------------------------------------------
 
     def _emit(
         self,
@@ -405,15 +421,19 @@ class CallbackModule(CallbackBase):
             else:
                 if "censored" in raw:
                     summary["censored"] = CENSORED
+                msg = _first_failed_item_msg(raw) if summary["failed"] else None
                 if raw.get("msg") is not None:
-                    summary["msg"] = _trim(raw["msg"])
+                    msg = f"{raw['msg']}: {msg}" if msg else raw["msg"]
+                if msg is not None:
+                    summary["msg"] = _trim(msg)
                 if isinstance(raw.get("rc"), int):
                     summary["rc"] = raw["rc"]
                 if event in ("runner_on_failed", "runner_on_unreachable") and raw.get("stderr"):
                     summary["stderr"] = _trim(raw["stderr"])
                 if raw.get("skip_reason"):
                     summary["skip_reason"] = _trim(raw["skip_reason"], 200)
-            data["result"] = summary
+            # Flat: the API keeps the keys it knows (changed, failed, msg, rc, censored, ...).
+            data.update(summary)
             data.update(extra)
             self._emit(
                 event,
@@ -424,7 +444,7 @@ class CallbackModule(CallbackBase):
         except Exception as exc:
             self._warn(f"provisio_callback: could not report {event}: {exc!r}")
 
-    # -- Ansible's callbacks ----------------------------------------------------------------------
+    # -- Ansible's callbacks --------------------------------------------------------------------
 
     def v2_playbook_on_start(self, playbook: Any) -> None:
         name = getattr(playbook, "_file_name", None)
@@ -433,6 +453,13 @@ class CallbackModule(CallbackBase):
             data={"playbook": os.path.basename(name) if name else None},
             flush=True,
         )
+
+    def v2_playbook_on_play_start(self, play: Any) -> None:
+        try:
+            name = play.get_name()
+            self._emit("playbook_on_play_start", task=name, data={"play": name})
+        except Exception as exc:
+            self._warn(f"provisio_callback: could not report a play start: {exc!r}")
 
     def _task_start(self, task: Any, *, handler: bool) -> None:
         try:
