@@ -39,6 +39,7 @@ def build_worker(
             deployments.create_deployment,
             deployments.clone_disk_allocations,
             deployments.record_pipeline_triggered,
+            deployments.record_pipeline_run,
             deployments.record_step,
             pipelines.start_pipeline,
             pipelines.pipeline_status,

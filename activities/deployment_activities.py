@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
@@ -123,6 +123,16 @@ class DeploymentActivities:
                 "queued",
                 f"Pipeline triggered ({data.run.job_id})",
                 dataclasses.asdict(data.run),
+            )
+
+    @activity.defn
+    async def record_pipeline_run(self, data: RecordTriggeredInput) -> None:
+        """The run's new reference (a Jenkins queue item became build N)."""
+        async with self._sessionmaker.begin() as session:
+            await session.execute(
+                update(Deployment)
+                .where(Deployment.id == data.deployment_id)
+                .values(jenkins_job_id=data.run.job_id, updated_at=func.now())
             )
 
     @activity.defn

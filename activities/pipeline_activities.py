@@ -44,7 +44,13 @@ class PipelineActivities:
     @activity.defn
     def pipeline_status(self, run: PipelineRun) -> PipelineRunStatus:
         status = self._runner.status(RunRef(job_id=run.job_id, url=run.url))
-        return PipelineRunStatus(state=status.state.value, reason=status.reason, stats=status.stats)
+        changed = status.ref if status.ref and status.ref.job_id != run.job_id else None
+        return PipelineRunStatus(
+            state=status.state.value,
+            reason=status.reason,
+            stats=status.stats,
+            run=PipelineRun(changed.job_id, changed.url) if changed else None,
+        )
 
     @activity.defn
     def cancel_pipeline(self, run: PipelineRun) -> None:

@@ -13,6 +13,10 @@ def make_runner(settings: Settings) -> PipelineRunner:
         from pipeline.local_runner import LocalRunner
 
         return LocalRunner(settings)
+    if settings.pipeline_runner == "jenkins":
+        from pipeline.jenkins_runner import JenkinsRunner
+
+        return JenkinsRunner(settings)
     if settings.pipeline_runner == "manual":
         from pipeline.manual_runner import ManualRunner
 

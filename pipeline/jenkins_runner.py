@@ -49,6 +49,7 @@ import requests
 # never at run time (a regular package beats a namespace directory): hence the ignore, and
 # python-jenkins sorted as first party.
 from jenkins import Jenkins, JenkinsException, NotFoundException  # type: ignore[attr-defined]
+
 from pipeline.ansible_vars import check_variables
 from pipeline.runner import PipelineRequest, RunRef, RunState, RunStatus
 
@@ -282,21 +283,23 @@ class JenkinsRunner:
                     RunState.MISSING, reason=f"build #{number} of {self.job} does not exist"
                 )
             raise
+        # Tell the workflow the build behind a queue ref, so the deployment records it.
+        ref = RunRef(job_id=f"{BUILD_PREFIX}{number}", url=info.get("url"))
         # Still building even when a result is set: post steps (cleanup) are running.
         if info.get("building"):
-            return RunStatus(RunState.RUNNING)
+            return RunStatus(RunState.RUNNING, ref=ref)
         result = info.get("result")
         if result is None:
-            return RunStatus(RunState.RUNNING)  # finishing: the result is not recorded yet
+            return RunStatus(RunState.RUNNING, ref=ref)  # finishing: the result is not recorded yet
         if result == "SUCCESS":
-            return RunStatus(RunState.SUCCEEDED)
+            return RunStatus(RunState.SUCCEEDED, ref=ref)
         if result == "ABORTED":
-            return RunStatus(RunState.ABORTED, reason=f"build #{number} ABORTED")
+            return RunStatus(RunState.ABORTED, reason=f"build #{number} ABORTED", ref=ref)
         # FAILURE, UNSTABLE, NOT_BUILT: the console says why.
         reason = f"build #{number} {result}"
         if info.get("url"):
             reason += f" (console: {info['url']}console)"
-        return RunStatus(RunState.FAILED, reason=reason)
+        return RunStatus(RunState.FAILED, reason=reason, ref=ref)
 
 
 def _build_ref(info: dict[str, Any]) -> RunRef:

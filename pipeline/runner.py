@@ -51,6 +51,8 @@ class RunStatus:
     reason: str | None = None
     # Per-host stats when the runner knows the playbook's result (reconciles a lost callback).
     stats: dict[str, Any] | None = None
+    # The run's current reference when it changed (a Jenkins queue item became a build).
+    ref: RunRef | None = field(default=None, compare=False)
 
 
 class PipelineRunner(Protocol):

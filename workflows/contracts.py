@@ -88,6 +88,8 @@ class PipelineRunStatus:
     state: str
     reason: str | None = None
     stats: JSON | None = None
+    # Set when the run's reference changed (a Jenkins queue item became a build).
+    run: PipelineRun | None = None
 
 
 @dataclass

@@ -197,6 +197,11 @@ class DeployWorkflow:
             except TimeoutError:
                 pass
             status = await self._check_run(run)
+            if status is not None and status.run is not None:
+                run = status.run
+                await self._call(
+                    "record_pipeline_run", RecordTriggeredInput(deployment_id, run), None, DB_STEP
+                )
             if status is None or status.state not in ("succeeded", "failed", "aborted", "missing"):
                 continue
             # The run is over but its final callback has not come: give it a moment, then
