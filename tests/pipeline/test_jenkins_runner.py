@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import requests
-
 from jenkins import Jenkins, JenkinsException  # type: ignore[attr-defined]
+
 from pipeline.jenkins_runner import JenkinsRunner
 from pipeline.runner import PipelineRequest, RunRef, RunState, RunStatus
 from settings import Settings
