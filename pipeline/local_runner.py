@@ -94,13 +94,10 @@ class LocalRunner:
         self.disk_backend = settings.disk_backend
         self.sandbox_root = Path(settings.sandbox_root).resolve()
         self.playbooks_dir = (playbooks_dir or PLAYBOOKS_DIR).resolve()
-        # Not (yet) in Settings: read them when they are there, else take the safe defaults.
         self.directory_mount = (
-            directory_mount
-            if directory_mount is not None
-            else bool(getattr(settings, "directory_mount", False))
+            settings.directory_mount if directory_mount is None else directory_mount
         )
-        self.lvm_pvs = list(lvm_pvs if lvm_pvs is not None else getattr(settings, "lvm_pvs", []))
+        self.lvm_pvs = list(settings.lvm_pvs if lvm_pvs is None else lvm_pvs)
         self.start_grace_s = start_grace_s
         self.cancel_timeout_s = cancel_timeout_s
 

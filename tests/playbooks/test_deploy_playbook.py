@@ -108,9 +108,11 @@ def runs(
     try:
         rounds: list[dict[int, Run]] = []
         for round_, ids in ((1, first_round), (2, second_round)):
-            settings = Settings(runner_dir=base / f"runs{round_}", sandbox_root=sandbox)
-            plain = LocalRunner(settings)
-            mounting = LocalRunner(settings, directory_mount=True)
+            runner_dir = base / f"runs{round_}"
+            plain = LocalRunner(Settings(runner_dir=runner_dir, sandbox_root=sandbox))
+            mounting = LocalRunner(
+                Settings(runner_dir=runner_dir, sandbox_root=sandbox, directory_mount=True)
+            )
             started = {
                 deployment_id: (
                     (mounting if deployment_id == MOUNTED else plain),
