@@ -34,6 +34,24 @@ def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Po
     raise RuntimeError(f"temporal dev server did not listen on {host}:{port} in {timeout_s}s")
 
 
+def wait_until_serving(address: str, timeout_s: float, process: subprocess.Popen[bytes]) -> None:
+    """The port opens before the frontend is healthy: ask the server itself."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"temporal dev server exited with {process.returncode}")
+        health = subprocess.run(
+            [temporal_cli(), "operator", "cluster", "health", "--address", address],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if health.returncode == 0 and "SERVING" in health.stdout:
+            return
+        time.sleep(0.3)
+    raise RuntimeError(f"temporal dev server at {address} not healthy in {timeout_s}s")
+
+
 def start_dev_server(
     *,
     db_file: Path | None,
@@ -52,6 +70,7 @@ def start_dev_server(
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
     wait_for_port(ip, port, 60, process)
+    wait_until_serving(f"{ip}:{port}", 60, process)
     return process
 
 
