@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import socket
 import sys
 import time
@@ -310,12 +311,17 @@ EVENTS_PLAYBOOK = """
       when: false
 """
 
+# A host nobody listens for (ssh to a closed port) makes runner_on_unreachable; it needs an ssh
+# client, which a bare machine may lack.
+HAVE_SSH = shutil.which("ssh") is not None
 INVENTORY = """
 all:
   hosts:
     localhost:
       ansible_connection: local
       ansible_python_interpreter: "{{ ansible_playbook_python }}"
+"""
+UNREACHABLE_HOST = """
     unreachable-host:
       ansible_connection: ssh
       ansible_host: 127.0.0.1
@@ -325,7 +331,7 @@ all:
 
 def test_events_of_a_real_run(receiver: CallbackReceiverDouble, path: str, tmp_path: Path) -> None:
     (tmp_path / "events.yml").write_text(EVENTS_PLAYBOOK)
-    (tmp_path / "inventory.yml").write_text(INVENTORY)
+    (tmp_path / "inventory.yml").write_text(INVENTORY + (UNREACHABLE_HOST if HAVE_SSH else ""))
     result = run_ansible(
         ["ansible-playbook", "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "events.yml")],
         tmp_path,
@@ -334,7 +340,8 @@ def test_events_of_a_real_run(receiver: CallbackReceiverDouble, path: str, tmp_p
         PROVISIO_CALLBACK_URL=receiver.url(path, "secret-run"),
         PROVISIO_CALLBACK_TOKEN="secret-run",
     )
-    assert result.returncode == 4, result.stdout + result.stderr  # 4: a host was unreachable
+    # 4: a host was unreachable; else 0: every failure was ignored.
+    assert result.returncode == (4 if HAVE_SSH else 0), result.stdout + result.stderr
     assert "provisio_callback" not in result.stderr  # no warning: nothing was lost
 
     requests = receiver.received(path)
@@ -352,8 +359,10 @@ def test_events_of_a_real_run(receiver: CallbackReceiverDouble, path: str, tmp_p
         assert len(found) == 1, (name, task, host, events)
         return found[0]
 
-    unreachable = find("runner_on_unreachable", "Print a secret", "unreachable-host")
-    assert unreachable["data"]["unreachable"] is True
+    if HAVE_SSH:
+        unreachable = find("runner_on_unreachable", "Print a secret", "unreachable-host")
+        assert unreachable["data"]["unreachable"] is True
+        assert events[-1]["data"]["stats"]["unreachable-host"]["unreachable"] == 1
     ok = find("runner_on_ok", "Print a secret")
     assert ok["data"]["censored"] == plugin.CENSORED
     assert "msg" not in ok["data"] and "rc" not in ok["data"]
@@ -378,7 +387,6 @@ def test_events_of_a_real_run(receiver: CallbackReceiverDouble, path: str, tmp_p
         "rescued": 0,
         "ignored": 2,
     }
-    assert stats["unreachable-host"]["unreachable"] == 1
     for event in events:
         assert set(event) == {"counter", "uuid", "event", "host", "task", "timestamp", "data"}
         assert event["timestamp"].endswith("+00:00")
