@@ -36,8 +36,10 @@ def _load_plugin() -> ModuleType:
     return module
 
 
-plugin = _load_plugin()
-EventSender = plugin.EventSender
+@pytest.fixture(scope="module")
+def plugin(_home_in_tmp: Path) -> ModuleType:
+    # Loaded once HOME points into a tmp dir: importing ansible creates ~/.ansible/tmp/...
+    return _load_plugin()
 
 
 def free_port() -> int:
@@ -73,7 +75,7 @@ def path() -> str:
 # -- signing ------------------------------------------------------------------------------------
 
 
-def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
+def test_signature_is_hmac_sha256_of_timestamp_dot_body(plugin: ModuleType) -> None:
     body = b'{"events":[{"counter":1}]}'
     signature = plugin.sign("token-1", "1700000000", body)
     assert signature == expected_signature("token-1", "1700000000", body)
@@ -87,10 +89,10 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
 
 
 def test_a_full_batch_goes_out_unasked_and_flush_sends_the_rest(
-    receiver: CallbackReceiverDouble, path: str
+    receiver: CallbackReceiverDouble, path: str, plugin: ModuleType
 ) -> None:
     url = receiver.url(path, "secret-batch")
-    sender = EventSender(url, "secret-batch", batch_size=3, max_retry_time=10)
+    sender = plugin.EventSender(url, "secret-batch", batch_size=3, max_retry_time=10)
     try:
         for event in make_events(1, 3):
             sender.send(event)
@@ -120,12 +122,12 @@ def test_a_full_batch_goes_out_unasked_and_flush_sends_the_rest(
 # -- retries ------------------------------------------------------------------------------------
 
 
-def test_api_down_then_up_every_event_arrives_once() -> None:
+def test_api_down_then_up_every_event_arrives_once(plugin: ModuleType) -> None:
     port = free_port()  # nothing listens there yet: connections are refused
     path = "/api/deployments/7/callback"
     receiver = CallbackReceiverDouble(port=port)
     receiver.tokens[path] = "secret-down"
-    sender = EventSender(
+    sender = plugin.EventSender(
         f"http://127.0.0.1:{port}{path}",
         "secret-down",
         batch_size=4,
@@ -153,11 +155,11 @@ def test_api_down_then_up_every_event_arrives_once() -> None:
 
 
 def test_5xx_and_429_are_retried_each_attempt_signed_afresh(
-    receiver: CallbackReceiverDouble, path: str
+    receiver: CallbackReceiverDouble, path: str, plugin: ModuleType
 ) -> None:
     url = receiver.url(path, "secret-5xx")
     receiver.scripted[path] = [503, 429, 500]
-    sender = EventSender(url, "secret-5xx", max_retry_time=60, initial_backoff=0.4)
+    sender = plugin.EventSender(url, "secret-5xx", max_retry_time=60, initial_backoff=0.4)
     for event in make_events(1, 2):
         sender.send(event)
     sender.flush()
@@ -175,10 +177,12 @@ def test_5xx_and_429_are_retried_each_attempt_signed_afresh(
 
 
 @pytest.mark.parametrize("status", [400, 404, 422])
-def test_4xx_is_not_retried(receiver: CallbackReceiverDouble, path: str, status: int) -> None:
+def test_4xx_is_not_retried(
+    receiver: CallbackReceiverDouble, path: str, status: int, plugin: ModuleType
+) -> None:
     url = receiver.url(path, "secret-4xx")
     receiver.scripted[path] = [status, status, status]
-    sender = EventSender(url, "secret-4xx", max_retry_time=60, initial_backoff=0.1)
+    sender = plugin.EventSender(url, "secret-4xx", max_retry_time=60, initial_backoff=0.1)
     for event in make_events(1, 3):
         sender.send(event)
     sender.flush()
@@ -192,10 +196,10 @@ def test_4xx_is_not_retried(receiver: CallbackReceiverDouble, path: str, status:
 
 
 def test_a_wrong_token_is_refused_once_not_retried(
-    receiver: CallbackReceiverDouble, path: str
+    receiver: CallbackReceiverDouble, path: str, plugin: ModuleType
 ) -> None:
     url = receiver.url(path, "the-right-token")
-    sender = EventSender(url, "a-wrong-token", max_retry_time=60, initial_backoff=0.1)
+    sender = plugin.EventSender(url, "a-wrong-token", max_retry_time=60, initial_backoff=0.1)
     sender.send(make_events(1, 1)[0])
     sender.flush()
     assert sender.close(30)
@@ -204,8 +208,8 @@ def test_a_wrong_token_is_refused_once_not_retried(
     assert sender.dropped == 1
 
 
-def test_never_raises_and_close_is_bounded_when_the_api_never_answers() -> None:
-    sender = EventSender(
+def test_never_raises_and_close_is_bounded_when_the_api_never_answers(plugin: ModuleType) -> None:
+    sender = plugin.EventSender(
         f"http://127.0.0.1:{free_port()}/api/deployments/1/callback",
         "secret",
         max_retry_time=600,
@@ -223,8 +227,8 @@ def test_never_raises_and_close_is_bounded_when_the_api_never_answers() -> None:
 
 
 @pytest.mark.parametrize("url", ["http://[not-an-address/x", "http://127.0.0.1:0/x"])
-def test_bad_urls_do_not_raise(url: str) -> None:
-    sender = EventSender(url, "secret", max_retry_time=0.5, initial_backoff=0.1)
+def test_bad_urls_do_not_raise(url: str, plugin: ModuleType) -> None:
+    sender = plugin.EventSender(url, "secret", max_retry_time=0.5, initial_backoff=0.1)
     sender.send({"counter": 1})
     sender.send("not even an event")  # type: ignore[arg-type]
     sender.flush()
@@ -329,7 +333,9 @@ UNREACHABLE_HOST = """
 """
 
 
-def test_events_of_a_real_run(receiver: CallbackReceiverDouble, path: str, tmp_path: Path) -> None:
+def test_events_of_a_real_run(
+    receiver: CallbackReceiverDouble, path: str, tmp_path: Path, plugin: ModuleType
+) -> None:
     (tmp_path / "events.yml").write_text(EVENTS_PLAYBOOK)
     (tmp_path / "inventory.yml").write_text(INVENTORY + (UNREACHABLE_HOST if HAVE_SSH else ""))
     result = run_ansible(
