@@ -37,7 +37,13 @@ EVENT_NAMES = {
     "playbook_on_stats",
 }
 # Only these keys of an event's data are kept, each string cut to MAX_TEXT characters.
-DATA_KEYS = {"changed", "failed", "msg", "rc", "censored", "stats", "total_events", "playbook"}
+DATA_KEYS = {
+    "changed", "failed", "msg", "rc", "censored", "stats", "total_events", "playbook",
+    "ignore_errors", "skipped", "unreachable", "action",
+}  # fmt: skip
+# Kept as sent (numbers, booleans, the stats mapping); every other kept value becomes capped text.
+STRUCTURED_KEYS = {"stats", "total_events", "changed", "failed", "rc", "ignore_errors", "skipped",
+                   "unreachable"}  # fmt: skip
 MAX_TEXT = 2000
 FAILING_EVENTS = ("runner_on_failed", "runner_on_unreachable")
 
@@ -106,8 +112,11 @@ def _normalise(index: int, event: Any) -> dict[str, Any]:
     data = event.get("data")
     if not isinstance(data, dict):
         data = {}
-    kept = {k: (v if k in ("stats", "total_events", "changed", "failed", "rc") else _text(v))
-            for k, v in data.items() if k in DATA_KEYS}  # fmt: skip
+    kept = {
+        key: value if key in STRUCTURED_KEYS else _text(value)
+        for key, value in data.items()
+        if key in DATA_KEYS
+    }
     return {
         "counter": counter,
         "uuid": _text(event.get("uuid")),
@@ -188,6 +197,8 @@ async def failure_reason(session: AsyncSession, deployment_id: int) -> str | Non
                 DeploymentHistory.deployment_id == deployment_id,
                 DeploymentHistory.event_key.like("event:%"),
                 DeploymentHistory.details["event"].astext.in_(FAILING_EVENTS),
+                # A failure the playbook chose to ignore is not why the run failed.
+                DeploymentHistory.details["data"]["ignore_errors"].astext.is_distinct_from("true"),
             )
             .order_by(DeploymentHistory.id)
             .limit(1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.routing import Match
 
 
 class DomainError(Exception):
@@ -44,4 +45,16 @@ def install_error_handler(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        """Starlette's 405 names the methods of the first route on the path only; a path served
+        by several routes (GET and POST /api/deployments) must list them all."""
+        allowed: set[str] = set()
+        for route in request.app.router.routes:
+            match, _ = route.matches({**request.scope, "method": "\0"})
+            if match is Match.PARTIAL:
+                allowed |= set(getattr(route, "methods", None) or ())
+        headers = {"Allow": ", ".join(sorted(allowed))}
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
+
     app.add_exception_handler(DomainError, handle)
+    app.add_exception_handler(405, method_not_allowed)

@@ -5,11 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.validation import FILESYSTEMS, MAX_DISK_GB
 
 Role = Literal["admin", "operator", "viewer"]
+# Ids within their column types, so an absurd id is a 422, not a database error.
+INT_MAX, BIGINT_MAX = 2**31 - 1, 2**63 - 1
+DeploymentId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+TemplateId = Annotated[int, Path(ge=1, le=INT_MAX)]
+UserId = Annotated[int, Path(ge=1, le=INT_MAX)]
 ScalarValue = str | int | float | bool
 DeploymentName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -18,7 +24,7 @@ ConfigKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Token(BaseModel):
@@ -105,7 +111,7 @@ class DiskOverrideIn(Strict):
 
 
 class DeploymentCreate(Strict):
-    template_id: Annotated[int, Field(ge=1, strict=True)]
+    template_id: Annotated[int, Field(ge=1, le=INT_MAX, strict=True)]
     deployment_name: DeploymentName
     configuration: Annotated[dict[ConfigKey, ScalarValue], Field(max_length=64)] = {}
     disk_allocations: Annotated[list[DiskOverrideIn], Field(max_length=32)] = []
@@ -146,3 +152,12 @@ class HistoryEntry(BaseModel):
     message: str
     details: dict[str, Any]
     created_at: datetime
+
+
+class ErrorBody(BaseModel):
+    detail: Any
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the errors a router's endpoints answer with."""
+    return {code: {"model": ErrorBody} for code in codes}

@@ -9,11 +9,11 @@ from sqlalchemy import select
 from api.deps import SessionDep, SettingsDep
 from api.errors import DomainError, NotAuthenticated
 from api.login_throttle import WINDOW_S, clear_failures, is_throttled, record_failure
-from api.schemas import Token
+from api.schemas import Token, error_responses
 from api.security import create_access_token, verify_password
 from db.models import User
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], responses=error_responses(401, 429))
 
 
 class TooManyAttempts(DomainError):

@@ -8,10 +8,11 @@ from temporalio.service import RPCError
 from api.callbacks import authenticate, failure_reason, parse_events, stats_ok, store_events
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import DomainError, ValidationFailed
+from api.schemas import DeploymentId, error_responses
 from workflows.contracts import PipelineFinished, PipelineStarted
 from workflows.deploy import DeployWorkflow
 
-router = APIRouter(tags=["callbacks"])
+router = APIRouter(tags=["callbacks"], responses=error_responses(400, 401, 403, 422, 503))
 MAX_BODY = 4 * 1024 * 1024
 
 
@@ -21,7 +22,7 @@ class TemporalUnavailable(DomainError):
 
 @router.post("/api/deployments/{deployment_id}/callback")
 async def receive_callback(
-    deployment_id: int,
+    deployment_id: DeploymentId,
     request: Request,
     session: SessionDep,
     settings: SettingsDep,

@@ -8,11 +8,19 @@ from api.deployment_reads import deployment_detail, deployment_history, list_dep
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import NotFound
 from api.launch import launch_deployment
-from api.schemas import DeploymentCreate, DeploymentDetail, DeploymentPage, HistoryEntry
+from api.schemas import (
+    INT_MAX,
+    DeploymentCreate,
+    DeploymentDetail,
+    DeploymentId,
+    DeploymentPage,
+    HistoryEntry,
+    error_responses,
+)
 from db.models import STATUSES, User
 from settings import Settings
 
-router = APIRouter(tags=["deployments"])
+router = APIRouter(tags=["deployments"], responses=error_responses(400, 401, 403, 404, 409))
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[!-~]+$")
 ]
@@ -54,7 +62,7 @@ async def get_deployments(
     user: CurrentUser,
     session: SessionDep,
     status: StatusFilter = None,
-    template_id: Annotated[int | None, Query(ge=1)] = None,
+    template_id: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> DeploymentPage:
@@ -66,14 +74,14 @@ async def get_deployments(
 
 @router.get("/api/deployments/{deployment_id}")
 async def get_deployment(
-    deployment_id: int, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    deployment_id: DeploymentId, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> DeploymentDetail:
     return await _detail(session, settings, user, deployment_id)  # type: ignore[no-any-return]
 
 
 @router.get("/api/deployments/{deployment_id}/history")
 async def get_history(
-    deployment_id: int, user: CurrentUser, session: SessionDep
+    deployment_id: DeploymentId, user: CurrentUser, session: SessionDep
 ) -> list[HistoryEntry]:
     rows = await deployment_history(session, user, deployment_id)
     if not rows:

@@ -7,8 +7,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import SessionDep, TemporalDep
+from api.schemas import error_responses
 
-router = APIRouter(tags=["health"])
+router = APIRouter(
+    tags=["health"],
+    responses=error_responses(
+        503,
+    ),
+)
 CHECK_TIMEOUT_S = 3
 
 

@@ -7,11 +7,11 @@ from sqlalchemy import func, select
 
 from api.deps import AdminUser, CurrentUser, SessionDep, require_roles
 from api.errors import Conflict, NotFound, ValidationFailed
-from api.schemas import TemplateCreate, TemplatePublic
+from api.schemas import TemplateCreate, TemplateId, TemplatePublic, error_responses
 from db.models import Template, TemplateDiskAllocation
 from domain.template_rules import template_errors
 
-router = APIRouter(tags=["templates"])
+router = APIRouter(tags=["templates"], responses=error_responses(400, 401, 403, 404, 409))
 MAX_CONFIGURATION_BYTES = 64 * 1024
 
 
@@ -24,7 +24,9 @@ async def list_templates(user: CurrentUser, session: SessionDep) -> list[Templat
 
 
 @router.get("/api/templates/{template_id}")
-async def get_template(template_id: int, user: CurrentUser, session: SessionDep) -> TemplatePublic:
+async def get_template(
+    template_id: TemplateId, user: CurrentUser, session: SessionDep
+) -> TemplatePublic:
     template = await session.get(Template, template_id)
     if template is None:
         raise NotFound("template not found")
@@ -80,11 +82,11 @@ async def _set_active(session: SessionDep, template_id: int, active: bool) -> Te
 
 
 @router.post("/api/templates/{template_id}/deactivate", dependencies=[require_roles("admin")])
-async def deactivate_template(template_id: int, session: SessionDep) -> TemplatePublic:
+async def deactivate_template(template_id: TemplateId, session: SessionDep) -> TemplatePublic:
     """No new deployments from it; existing deployments keep pointing at it."""
     return await _set_active(session, template_id, False)
 
 
 @router.post("/api/templates/{template_id}/activate", dependencies=[require_roles("admin")])
-async def activate_template(template_id: int, session: SessionDep) -> TemplatePublic:
+async def activate_template(template_id: TemplateId, session: SessionDep) -> TemplatePublic:
     return await _set_active(session, template_id, True)

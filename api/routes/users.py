@@ -5,11 +5,11 @@ from sqlalchemy import func, select
 
 from api.deps import CurrentUser, SessionDep, require_roles
 from api.errors import Conflict, NotFound
-from api.schemas import UserAdminView, UserCreate, UserPublic, UserUpdate
+from api.schemas import UserAdminView, UserCreate, UserId, UserPublic, UserUpdate, error_responses
 from api.security import hash_password
 from db.models import User
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], responses=error_responses(400, 401, 403, 404, 409))
 admin_only = [require_roles("admin")]
 
 
@@ -35,8 +35,8 @@ async def create_user(body: UserCreate, session: SessionDep) -> UserAdminView:
     return UserAdminView.model_validate(user)
 
 
-@router.patch("/api/users/{user_id}", dependencies=admin_only)
-async def update_user(user_id: int, body: UserUpdate, session: SessionDep) -> UserAdminView:
+@router.patch("/api/users/{user_id:int}", dependencies=admin_only)
+async def update_user(user_id: UserId, body: UserUpdate, session: SessionDep) -> UserAdminView:
     """Change a role or disable a user; takes effect on their very next request."""
     # Serialise admin changes so two admins cannot demote each other at once.
     await session.execute(select(func.pg_advisory_xact_lock(func.hashtext("users:admins"))))

@@ -204,12 +204,15 @@ class EventSender:
                 self._error(f"provisio callback sender: unexpected error: {exc!r}")
 
     def _deliver(self, batch: list[Any]) -> None:
-        body = json.dumps({"events": batch}, separators=(",", ":"), default=str).encode("utf-8")
         first_attempt = self._clock()
         backoff = self.initial_backoff
         attempt = 0
         while True:
             attempt += 1
+            # A fresh nonce per attempt: the API refuses a signature it has seen (a replay), and
+            # a retry in the same second would otherwise sign the very same bytes.
+            payload = {"events": batch, "nonce": uuid.uuid4().hex}
+            body = json.dumps(payload, separators=(",", ":"), default=str).encode("utf-8")
             retryable, detail, retry_after = self._post(body)
             if detail is None:
                 self.delivered += len(batch)

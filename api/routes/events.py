@@ -1,0 +1,279 @@
+"""A deployment's history, live, as Server-Sent Events: `GET /api/deployments/{id}/events`.
+
+The stream sends
+
+* `history` events: one per history row, oldest first, `id:` = the row's id, `data:` = the same
+  JSON as a row of `GET /api/deployments/{id}/history`;
+* `status` events (no `id:`): `{"status", "updated_at", "final"}`, once at the start and at every
+  change, always after the history row written with that change;
+* `end`, once the status is final and every row is out; then the stream closes. A client that
+  reconnects after that with a `Last-Event-ID` and nothing new gets `204 No Content`, which makes
+  an `EventSource` stop reconnecting.
+
+It resumes after the id in the `Last-Event-ID` header (or the `after` query parameter, for the
+first connection) and is bounded: a comment line every `HEARTBEAT_S` of silence, and the server
+closes the stream after `MAX_STREAM_S` (the client reconnects with its last id). Access is
+checked like the history endpoint (404 when missing or not yours) at the start and again every
+`RECHECK_ACCESS_S`, so a disabled or demoted user, or an expired token, loses the stream too.
+
+No gaps, no duplicates. History ids come from a sequence, and two transactions that insert rows
+for the same deployment (a callback batch and a workflow step) may commit in the other order than
+they drew their ids: a reader that saw id 21 and moved its cursor past it would skip id 20 when it
+commits a moment later, and a client resuming "after 21" would never get it. So a row is sent
+only when it is *settled*: every transaction that was in progress when the row first became
+visible has ended (`pg_snapshot_xmin` of a later snapshot has passed the `pg_snapshot_xmax` of the
+snapshot the row was first seen in). A lower id that commits late is then visible before the
+higher one is released, and rows go out in id order. Both numbers are read in the same
+REPEATABLE READ snapshot as the rows. A transaction elsewhere that stays open for longer than
+`SETTLE_MAX_S` would stall every stream; after that long a row is sent anyway (writers of history
+rows hold their transactions for milliseconds).
+
+The endpoint polls PostgreSQL every `POLL_INTERVAL_S` with a pooled connection it holds only for
+the poll, so an open stream holds no connection. LISTEN/NOTIFY would need a trigger on
+`deployment_history`; polling one indexed range per second per viewer is cheap enough here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.deployment_reads import deployment_detail
+from api.deps import get_current_user, get_settings_dep, oauth2_scheme
+from api.errors import DomainError, NotFound, ValidationFailed
+from api.schemas import HistoryEntry
+from db.models import FINAL_STATUSES, DeploymentHistory
+from settings import Settings
+
+router = APIRouter(tags=["deployments"])
+
+POLL_INTERVAL_S = 1.0
+HEARTBEAT_S = 15.0
+MAX_STREAM_S = 300.0
+RECHECK_ACCESS_S = 30.0
+SETTLE_MAX_S = 10.0
+RETRY_MS = 3000
+BATCH = 500
+
+_HEAD = text(
+    """
+    SELECT pg_snapshot_xmin(snap)::text::bigint AS xmin,
+           pg_snapshot_xmax(snap)::text::bigint AS xmax,
+           d.status,
+           d.updated_at,
+           (SELECT max(h.id) FROM deployment_history h WHERE h.deployment_id = d.id) AS max_id
+    FROM pg_current_snapshot() AS snap, deployments AS d
+    WHERE d.id = :deployment_id
+    """
+)
+
+
+@dataclass
+class Poll:
+    """What one snapshot shows: transaction horizon, status, and rows after the cursor."""
+
+    xmin: int
+    xmax: int
+    status: str
+    updated_at: datetime
+    max_id: int
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class _Pending:
+    row: dict[str, Any]
+    seen_xmax: int
+    seen_at: float
+
+
+def sse(event: str, data: str, event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {data}\n\n"
+
+
+@dataclass
+class StreamState:
+    """The stream's bookkeeping, free of I/O: feed it polls, get SSE chunks back."""
+
+    cursor: int
+    pending: dict[int, _Pending] = field(default_factory=dict)
+    # (status event, the highest row id visible with it): sent once the cursor has reached it.
+    statuses: list[tuple[str, int]] = field(default_factory=list)
+    last_status: str | None = None
+    final_barrier: int | None = None
+    final_seen_at: float | None = None
+    ended: bool = False
+
+    def advance(self, poll: Poll, now: float) -> list[str]:
+        out: list[str] = []
+        for row in poll.rows:
+            if row["id"] > self.cursor and row["id"] not in self.pending:
+                self.pending[row["id"]] = _Pending(row, poll.xmax, now)
+        for row_id in sorted(self.pending):
+            waiting = self.pending[row_id]
+            if waiting.seen_xmax > poll.xmin and now - waiting.seen_at < SETTLE_MAX_S:
+                break  # keep id order: nothing after an unsettled row goes out before it
+            entry = HistoryEntry.model_validate(waiting.row).model_dump_json()
+            out.append(sse("history", entry, row_id))
+            self.cursor = row_id
+            del self.pending[row_id]
+
+        final = poll.status in FINAL_STATUSES
+        if poll.status != self.last_status:
+            self.last_status = poll.status
+            payload = {
+                "status": poll.status,
+                "updated_at": poll.updated_at.isoformat(),
+                "final": final,
+            }
+            self.statuses.append((sse("status", json.dumps(payload)), poll.max_id))
+        while self.statuses and self.statuses[0][1] <= self.cursor:
+            out.append(self.statuses.pop(0)[0])
+
+        if final and self.final_barrier is None:
+            # Callback rows may still be committing alongside the final step: wait them out.
+            self.final_barrier, self.final_seen_at = poll.xmax, now
+        if (
+            self.final_barrier is not None
+            and self.final_seen_at is not None
+            and (poll.xmin >= self.final_barrier or now - self.final_seen_at >= SETTLE_MAX_S)
+            and not self.pending
+            and not self.statuses
+            and poll.max_id <= self.cursor
+        ):
+            out.append(sse("end", json.dumps({"status": poll.status})))
+            self.ended = True
+        return out
+
+
+async def read_poll(session: AsyncSession, deployment_id: int, cursor: int) -> Poll | None:
+    """One consistent snapshot: the horizon numbers, the status and the rows after `cursor`."""
+    await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+    head = (await session.execute(_HEAD, {"deployment_id": deployment_id})).mappings().first()
+    if head is None:
+        return None
+    history = DeploymentHistory
+    rows = await session.execute(
+        select(history.id, history.status, history.message, history.details, history.created_at)
+        .where(history.deployment_id == deployment_id, history.id > cursor)
+        .order_by(history.id)
+        .limit(BATCH)
+    )
+    return Poll(
+        xmin=head["xmin"],
+        xmax=head["xmax"],
+        status=head["status"],
+        updated_at=head["updated_at"],
+        max_id=head["max_id"] or 0,
+        rows=[dict(r) for r in rows.mappings()],
+    )
+
+
+async def _can_read(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    token: str | None,
+    deployment_id: int,
+) -> dict[str, Any] | None:
+    """The same checks as the history endpoint: a valid token of an active user who may see
+    this deployment. The session is closed before the stream starts."""
+    async with sessionmaker() as session:
+        try:
+            user = await get_current_user(session, settings, token)
+        except DomainError:
+            return None
+        return await deployment_detail(session, user, deployment_id)
+
+
+async def _stream(
+    request: Request,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    token: str | None,
+    deployment_id: int,
+    cursor: int,
+) -> AsyncIterator[str]:
+    state = StreamState(cursor=cursor)
+    started = last_sent = last_check = time.monotonic()
+    yield f"retry: {RETRY_MS}\n\n"
+    while not state.ended:
+        now = time.monotonic()
+        if now - last_check >= RECHECK_ACCESS_S:
+            if await _can_read(sessionmaker, settings, token, deployment_id) is None:
+                return
+            last_check = now
+        async with sessionmaker() as session:
+            poll = await read_poll(session, deployment_id, state.cursor)
+        if poll is None:
+            return
+        chunks = state.advance(poll, now)
+        if chunks:
+            yield "".join(chunks)
+            last_sent = now
+        elif now - last_sent >= HEARTBEAT_S:
+            yield ": keep-alive\n\n"
+            last_sent = now
+        if state.ended or now - started >= MAX_STREAM_S or await request.is_disconnected():
+            return
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+@router.get(
+    "/api/deployments/{deployment_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
+        204: {"description": "the deployment is final and the client has every row"},
+    },
+)
+async def deployment_events(
+    deployment_id: int,
+    request: Request,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    after: Annotated[int | None, Query(ge=0, description="history id to start after")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+) -> Response:
+    """History rows and status changes of one deployment as Server-Sent Events (owner, admin).
+
+    Resumes after `Last-Event-ID` (sent by a reconnecting client), else after `after`."""
+    settings = get_settings_dep(request)
+    sessionmaker = request.app.state.sessionmaker
+    cursor = after or 0
+    if last_event_id:
+        if not last_event_id.isdigit():
+            problem = {"loc": ["header", "Last-Event-ID"], "msg": "must be a history id"}
+            raise ValidationFailed([{**problem, "type": "value"}])
+        cursor = int(last_event_id)
+
+    async with sessionmaker() as session:
+        user = await get_current_user(session, settings, token)  # 401 like every endpoint
+        detail = await deployment_detail(session, user, deployment_id)
+        if detail is None:
+            raise NotFound("deployment not found")
+        if last_event_id and detail["status"] in FINAL_STATUSES:
+            newer = await session.scalar(
+                select(DeploymentHistory.id)
+                .where(DeploymentHistory.deployment_id == deployment_id)
+                .where(DeploymentHistory.id > cursor)
+                .limit(1)
+            )
+            if newer is None:
+                return Response(status_code=204)
+
+    return StreamingResponse(
+        _stream(request, sessionmaker, settings, token, deployment_id, cursor),
+        media_type="text/event-stream",
+        # No caching, and no buffering by a reverse proxy (nginx honours X-Accel-Buffering).
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
