@@ -1,0 +1,119 @@
+"""The bench's knobs: defaults are the issue's sizes; `--smoke` shrinks everything to seconds."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields
+
+SCENARIOS = ("orchestration", "launch", "callbacks", "reads")
+
+
+@dataclass
+class BenchConfig:
+    # Warm-up before the scenarios: deployments and bare workflows run end to end.
+    warmup: int = 30
+    # 1. Orchestration throughput (and 5. footprint, sampled meanwhile).
+    orchestration_n: int = 200
+    orchestration_concurrency: int = 50
+    # 2. Launch latency: requests per kind at each client concurrency.
+    launch_concurrency: list[int] = field(default_factory=lambda: [1, 20])
+    launch_requests: list[int] = field(default_factory=lambda: [150, 400])
+    # 3. Read path at scale.
+    read_deployments: int = 100_000
+    read_disks: int = 300_000
+    read_history: int = 1_000_000
+    read_users: int = 10
+    read_requests: int = 300
+    # 4. Callback ingestion: playbook shape, the plugin's batch size, parallel playbooks.
+    callback_hosts: int = 50
+    callback_tasks: int = 40
+    callback_batch_size: int = 100
+    callback_streams: int = 4
+    scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
+    # Exit non-zero when a target is missed (correctness failures always do).
+    strict: bool = False
+    # Keep the temporary stack directory (logs, PostgreSQL data) after the run.
+    keep: bool = False
+    # `make dev` gives the Temporal dev server a database file; in memory is faster but unlike it.
+    temporal_memory: bool = False
+    profile_dir: str | None = None
+
+    @classmethod
+    def smoke(cls) -> BenchConfig:
+        return cls(
+            warmup=2,
+            orchestration_n=8,
+            orchestration_concurrency=4,
+            launch_concurrency=[1, 4],
+            launch_requests=[6, 12],
+            read_deployments=600,
+            read_disks=1_800,
+            read_history=6_000,
+            read_users=3,
+            read_requests=20,
+            callback_hosts=5,
+            callback_tasks=4,
+            callback_streams=2,
+        )
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def parse_args(argv: list[str] | None = None) -> BenchConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Provisio's benchmarks against bare Temporal and raw SQL on this machine.",
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: the whole run in seconds")
+    parser.add_argument("--scenarios", help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--warmup", type=int)
+    parser.add_argument("-n", "--orchestration-n", type=int, help="deployments in scenario 1")
+    parser.add_argument("-c", "--orchestration-concurrency", type=int)
+    parser.add_argument("--launch-concurrency", type=_ints, help="e.g. 1,20")
+    parser.add_argument("--launch-requests", type=_ints, help="requests per kind, e.g. 150,400")
+    parser.add_argument("--read-deployments", type=int)
+    parser.add_argument("--read-disks", type=int)
+    parser.add_argument("--read-history", type=int)
+    parser.add_argument("--read-users", type=int)
+    parser.add_argument("--read-requests", type=int, help="requests per read endpoint")
+    parser.add_argument(
+        "--scale", type=float, help="multiply the read-path row counts (0.01 = 1k deployments)"
+    )
+    parser.add_argument("--callback-hosts", type=int)
+    parser.add_argument("--callback-tasks", type=int)
+    parser.add_argument("--callback-batch-size", type=int)
+    parser.add_argument("--callback-streams", type=int, help="playbooks streamed in parallel")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--keep", action="store_true", help="keep the stack's temporary dir")
+    parser.add_argument(
+        "--temporal-memory",
+        action="store_true",
+        help="Temporal dev server without a database file (make dev uses one)",
+    )
+    parser.add_argument(
+        "--profile-dir", help="run the API and worker under py-spy, writing flame graphs here"
+    )
+    args = parser.parse_args(argv)
+
+    config = BenchConfig.smoke() if args.smoke else BenchConfig()
+    for f in fields(BenchConfig):
+        value = getattr(args, f.name, None)
+        if value is None or value is False:
+            continue
+        if f.name == "scenarios":
+            value = [s.strip() for s in value.split(",") if s.strip()]
+            unknown = set(value) - set(SCENARIOS)
+            if unknown:
+                parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+        setattr(config, f.name, value)
+    if args.scale:
+        config.read_deployments = max(10, int(config.read_deployments * args.scale))
+        config.read_disks = int(config.read_disks * args.scale)
+        config.read_history = max(config.read_deployments, int(config.read_history * args.scale))
+    if len(config.launch_requests) != len(config.launch_concurrency):
+        parser.error("--launch-requests needs one count per --launch-concurrency level")
+    if config.read_history < config.read_deployments:
+        parser.error("every deployment has at least its `created` history row")
+    return config

@@ -1,0 +1,1 @@
+"""One module per scenario; each returns its figures as a flat dict."""

@@ -1,0 +1,272 @@
+"""Scenario 3: the read views at scale vs the same SQL run directly with asyncpg.
+
+100,000 deployments, 300,000 disks and 1,000,000 history rows (by default) are COPYed in, then
+each view is called through the API as an operator who owns a tenth of them: the detail, the
+first page of the list, a deep page (a cursor half-way down the operator's deployments) and the
+history. The baseline runs the very statement the API sends (captured from
+`api.deployment_reads` and compiled for asyncpg, so the same text and parameters) on one
+asyncpg connection of the same client process. API and raw calls alternate request by request.
+`read_http_floor_p50_ms` is GET /docs on the same API (no database, no auth): what uvicorn and
+FastAPI alone cost per request here, which no change to the SQL can remove.
+
+Plans: EXPLAIN ANALYZE of each statement (the custom plan) and EXPLAIN (GENERIC_PLAN) (what a
+prepared statement may switch to); `seq_scans` counts sequential scans of the big tables in
+them. `seq_scans_observed` is the growth of pg_stat_user_tables.seq_scan of those tables over
+the whole read phase, so every statement the API ran (the user lookup included) is covered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+
+from api import deployment_reads
+from api.security import hash_password
+from bench import bulk
+from bench.context import BenchContext
+from bench.stats import percentile
+
+BIG_TABLES = ("deployments", "disk_allocations", "deployment_history")
+DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
+LIST_LIMIT = 20  # the endpoint's default page size
+# pg_stat counters of other backends are flushed when idle, at most this long after the fact.
+STATS_FLUSH_S = 11
+
+
+class _Captured(Exception):
+    pass
+
+
+class _CapturingSession:
+    async def execute(self, statement: Any) -> Any:
+        raise _Captured(statement)
+
+
+async def captured_sql(view: Awaitable[Any]) -> tuple[str, list[Any]]:
+    """The statement a read function would send, as text and positional parameters."""
+    try:
+        await view
+    except _Captured as captured:
+        compiled = captured.args[0].compile(dialect=DIALECT)
+        params = compiled.construct_params()
+        return str(compiled), [params[name] for name in compiled.positiontup or []]
+    raise RuntimeError("the read function sent no statement")
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(node type, relation) of every node of an EXPLAIN (FORMAT JSON) plan, depth first."""
+    nodes = [(plan["Node Type"], plan.get("Relation Name"))]
+    for child in plan.get("Plans", []):
+        nodes += plan_nodes(child)
+    return nodes
+
+
+def seq_scans_on_big_tables(nodes: list[tuple[str, str | None]]) -> int:
+    return sum(1 for kind, rel in nodes if kind == "Seq Scan" and rel in BIG_TABLES)
+
+
+def describe(nodes: list[tuple[str, str | None]]) -> list[str]:
+    return [f"{kind} on {rel}" if rel else kind for kind, rel in nodes]
+
+
+def _literals(params: list[Any]) -> str:
+    """EXECUTE takes values, not placeholders: the reads' parameters are ints and strings."""
+    out = []
+    for value in params:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise TypeError(f"unexpected parameter {value!r}")
+        out.append(str(value) if isinstance(value, int) else "'" + value.replace("'", "''") + "'")
+    return ", ".join(out)
+
+
+async def _explain(conn: asyncpg.Connection, sql: str, params: list[Any]) -> dict[str, Any]:
+    analyzed = json.loads(
+        await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *params)
+    )[0]
+    # The plan a prepared statement may switch to after five runs: forced generic.
+    await conn.execute(f"PREPARE bench_generic AS {sql}")
+    try:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        generic = json.loads(
+            await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE bench_generic({_literals(params)})")
+        )[0]
+    finally:
+        await conn.execute("RESET plan_cache_mode; DEALLOCATE bench_generic")
+    custom_nodes, generic_nodes = plan_nodes(analyzed["Plan"]), plan_nodes(generic["Plan"])
+    return {
+        "nodes": describe(custom_nodes),
+        "generic_nodes": describe(generic_nodes),
+        "execution_ms": analyzed["Execution Time"],
+        "seq_scans": seq_scans_on_big_tables(custom_nodes) + seq_scans_on_big_tables(generic_nodes),
+    }
+
+
+async def _seq_scan_counts(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT coalesce(sum(seq_scan), 0) FROM pg_stat_user_tables"
+            " WHERE relname = ANY($1::text[])",
+            list(BIG_TABLES),
+        )
+    )
+
+
+async def run(ctx: BenchContext) -> dict[str, Any]:
+    cfg = ctx.config
+    reader = SimpleNamespace(id=ctx.operator_id, role="operator")
+    conn = await ctx.raw()
+    try:
+        loaded = await bulk.load(
+            conn,
+            reader_id=ctx.operator_id,
+            users=max(1, cfg.read_users),
+            deployments=cfg.read_deployments,
+            disks=cfg.read_disks,
+            history=cfg.read_history,
+            template_ids=sorted(ctx.stack.template_ids.values()),
+            password_hash=hash_password("bench-bulk-user-no-login"),
+        )
+        owned = [
+            int(r["id"])
+            for r in await conn.fetch(
+                "SELECT id FROM deployments WHERE user_id = $1 AND id BETWEEN $2 AND $3"
+                " ORDER BY id DESC",
+                ctx.operator_id,
+                loaded.first_id,
+                loaded.last_id,
+            )
+        ]
+        rng = random.Random(3)
+        requests = cfg.read_requests
+        picks = [rng.choice(owned) for _ in range(requests)]
+        # Deep pages: cursors between 40% and 90% of the way down the operator's list.
+        deep = [
+            owned[rng.randrange(int(len(owned) * 0.4), int(len(owned) * 0.9))]
+            for _ in range(requests)
+        ]
+
+        views: dict[str, Callable[[int], tuple[str, Awaitable[Any]]]] = {
+            "detail": lambda i: (
+                f"/api/deployments/{picks[i]}",
+                deployment_reads.deployment_detail(_CapturingSession(), reader, picks[i]),  # type: ignore[arg-type]
+            ),
+            "list_first": lambda i: (
+                f"/api/deployments?limit={LIST_LIMIT}",
+                deployment_reads.list_deployments(
+                    _CapturingSession(),  # type: ignore[arg-type]
+                    reader,  # type: ignore[arg-type]
+                    status=None,
+                    template_id=None,
+                    cursor=None,
+                    limit=LIST_LIMIT,
+                ),
+            ),
+            "list_deep": lambda i: (
+                f"/api/deployments?limit={LIST_LIMIT}"
+                f"&cursor={deployment_reads.encode_cursor(deep[i])}",
+                deployment_reads.list_deployments(
+                    _CapturingSession(),  # type: ignore[arg-type]
+                    reader,  # type: ignore[arg-type]
+                    status=None,
+                    template_id=None,
+                    cursor=deployment_reads.encode_cursor(deep[i]),
+                    limit=LIST_LIMIT,
+                ),
+            ),
+            "history": lambda i: (
+                f"/api/deployments/{picks[i]}/history",
+                deployment_reads.deployment_history(_CapturingSession(), reader, picks[i]),  # type: ignore[arg-type]
+            ),
+        }
+        statements: dict[str, list[tuple[str, str, list[Any]]]] = {}
+        for name, view in views.items():
+            statements[name] = []
+            for i in range(requests):
+                url, call = view(i)
+                sql, params = await captured_sql(call)
+                statements[name].append((url, sql, params))
+
+        plans = {name: await _explain(conn, *items[0][1:]) for name, items in statements.items()}
+
+        # Warm both paths (the API's prepared statements, the raw connection's, the caches).
+        for items in statements.values():
+            for url, sql, params in items[: min(20, requests)]:
+                (await ctx.http.get(url, headers=ctx.operator)).raise_for_status()
+                await conn.fetch(sql, *params)
+
+        seq_before = await _seq_scan_counts(conn)
+        api_ms: dict[str, list[float]] = {name: [] for name in statements}
+        raw_ms: dict[str, list[float]] = {name: [] for name in statements}
+        floor_ms: list[float] = []
+        rows_mismatch = 0
+        with ctx.profile("reads"):
+            async with ctx.monitor("api", "postgres") as monitor:
+                for i in range(requests):
+                    for name, items in statements.items():
+                        url, sql, params = items[i]
+                        order = ("api", "raw") if i % 2 == 0 else ("raw", "api")
+                        for side in order:
+                            started = time.perf_counter()
+                            if side == "api":
+                                response = await ctx.http.get(url, headers=ctx.operator)
+                                elapsed = time.perf_counter() - started
+                                response.raise_for_status()
+                                api_ms[name].append(1000 * elapsed)
+                                body = response.json()
+                            else:
+                                rows = await conn.fetch(sql, *params)
+                                raw_ms[name].append(1000 * (time.perf_counter() - started))
+                        got = (
+                            len(body["items"])
+                            if name.startswith("list")
+                            else (len(body) if name == "history" else 1)
+                        )
+                        want = min(len(rows), LIST_LIMIT) if name.startswith("list") else len(rows)
+                        rows_mismatch += got != want
+                    # The HTTP floor: FastAPI's static docs page, no database, no auth.
+                    started = time.perf_counter()
+                    (await ctx.http.get("/docs")).raise_for_status()
+                    floor_ms.append(1000 * (time.perf_counter() - started))
+        await asyncio.sleep(STATS_FLUSH_S if requests >= 100 else 0)
+        seq_after = await _seq_scan_counts(conn)
+    finally:
+        await conn.close()
+    ctx.stack.check_alive()
+
+    figures: dict[str, Any] = {
+        "read_rows": {
+            "deployments": cfg.read_deployments,
+            "disk_allocations": cfg.read_disks,
+            "deployment_history": cfg.read_history,
+        },
+        "read_load_s": loaded.seconds,
+        "read_requests": requests,
+        "read_rows_mismatch": rows_mismatch,
+        "read_api_cpu_ms_per_request": 1000 * monitor.cpu_s["api"] / (requests * len(statements)),
+        "read_plans": plans,
+        "seq_scans": sum(p["seq_scans"] for p in plans.values()),
+        "seq_scans_observed": seq_after - seq_before,
+        "read_http_floor_p50_ms": percentile(floor_ms, 50),
+    }
+    ratios = []
+    for name in statements:
+        for q in (50, 99):
+            api_value, raw_value = percentile(api_ms[name], q), percentile(raw_ms[name], q)
+            figures[f"read_{name}_p{q}_ms"] = api_value
+            figures[f"read_{name}_raw_p{q}_ms"] = raw_value
+            figures[f"read_{name}_p{q}_ratio"] = api_value / raw_value
+        ratios.append((figures[f"read_{name}_p50_ratio"], name))
+    worst, worst_name = max(ratios)
+    figures["read_p50_ratio"] = worst  # the worst view's: the target holds for every view
+    figures["read_p50_ratio_view"] = worst_name
+    figures["read_p50_ms"] = figures[f"read_{worst_name}_p50_ms"]
+    figures["read_raw_p50_ms"] = figures[f"read_{worst_name}_raw_p50_ms"]
+    return figures

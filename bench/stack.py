@@ -1,0 +1,250 @@
+"""The embedded stack as `make dev` starts it, in a temporary directory, on free ports.
+
+Embedded PostgreSQL (`devstack.postgres`) in a temporary data directory, the Temporal dev server
+from `devstack.temporal` with a database file and its UI on free ports, the migrations, the
+seed (admin and sample templates, as `provisio dev`), then three child processes: the API as
+`python -m cli api` (uvicorn, exactly `provisio api`), the product worker (`bench.worker`:
+`worker.build_worker` with the bench runner) and the baseline worker. Separate processes, so
+that their RSS and CPU are measured per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import psutil
+
+from db.migrate import upgrade
+from db.models import Template, TemplateDiskAllocation, User
+from db.session import create_engine, create_sessionmaker
+from devstack import temporal
+from devstack.postgres import EmbeddedPostgres
+from devstack.seed import SAMPLE_TEMPLATES, ensure_admin, ensure_sample_templates, ensure_user
+from settings import PROJECT_ROOT
+
+OPERATOR = "bench-operator"
+# Held deployments (launch latency, callback ingestion) must not poll the runner while the
+# bench runs: the workflow's poll interval is max(30 s, timeout / 500).
+HOLD_TEMPLATE = "bench-hold"
+HOLD_TIMEOUT_S = 86_400
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class BenchStack:
+    keep: bool = False
+    temporal_memory: bool = False
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="provisio-bench-")))
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    operator_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    database_url: str = ""
+    temporal_address: str = ""
+    api_url: str = ""
+    children: dict[str, Child] = field(default_factory=dict)
+    template_ids: dict[str, int] = field(default_factory=dict)
+    _postgres: EmbeddedPostgres | None = None
+    _temporal: subprocess.Popen[bytes] | None = None
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The same database for raw asyncpg (the baselines, the bulk load)."""
+        return self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._postgres = EmbeddedPostgres(self.root / "postgres", delete_on_stop=True)
+        self.database_url = self._postgres.ensure_database("provisio")
+        port, ui_port = free_port(), free_port()
+        self._temporal = temporal.start_dev_server(
+            db_file=None if self.temporal_memory else self.root / "temporal.db",
+            port=port,
+            ui_port=ui_port,
+            log_file=self.logs / "temporal.log",
+        )
+        self.temporal_address = f"127.0.0.1:{port}"
+        upgrade(self.database_url)
+        self.template_ids = asyncio.run(self._seed())
+
+        api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        env = {
+            **os.environ,
+            "PROVISIO_DATABASE_URL": self.database_url,
+            "PROVISIO_TEMPORAL_ADDRESS": self.temporal_address,
+            "PROVISIO_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui_port}",
+            "PROVISIO_SECRET_KEY": self.secret_key,
+            "PROVISIO_API_HOST": "127.0.0.1",
+            "PROVISIO_API_PORT": str(api_port),
+            "PROVISIO_PUBLIC_URL": self.api_url,
+            "PROVISIO_DATA_DIR": str(self.root),
+            "PROVISIO_SANDBOX_ROOT": str(self.root / "sandbox"),
+            "PROVISIO_RUNNER_DIR": str(self.root / "runs"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        ready = {name: self.root / f"{name}.ready" for name in ("worker", "baseline-worker")}
+        self._spawn("worker", ["-m", "bench.worker", "--ready-file", str(ready["worker"])], env)
+        self._spawn(
+            "baseline-worker",
+            ["-m", "bench.worker", "--baseline", "--ready-file", str(ready["baseline-worker"])],
+            env,
+        )
+        self._spawn("api", ["-m", "cli", "api"], env)
+        self._wait_ready(ready)
+
+    async def _seed(self) -> dict[str, int]:
+        engine = create_engine(self.database_url)
+        try:
+            sessionmaker = create_sessionmaker(engine)
+            await ensure_admin(sessionmaker, self.admin_password)
+            await ensure_sample_templates(sessionmaker)
+            await ensure_user(sessionmaker, OPERATOR, self.operator_password, "operator")
+            async with sessionmaker.begin() as session:
+                admin = (await session.execute(User.__table__.select())).first()
+                spec = SAMPLE_TEMPLATES[0]
+                session.add(
+                    Template(
+                        name=HOLD_TEMPLATE,
+                        service_type=str(spec["service_type"]),
+                        configuration={
+                            **cast(dict[str, Any], spec["configuration"]),
+                            "provisio": {"callback_timeout_s": HOLD_TIMEOUT_S},
+                        },
+                        version=1,
+                        created_by=admin.id if admin else None,
+                        disk_allocations=[
+                            TemplateDiskAllocation(
+                                disk_type=disk_type,
+                                size_gb=size,
+                                mount_point=mount,
+                                volume_group=vg,
+                                logical_volume=lv,
+                                filesystem_type=fs,
+                            )
+                            for disk_type, size, mount, vg, lv, fs in spec["disks"]  # type: ignore[attr-defined]
+                        ],
+                    )
+                )
+            async with sessionmaker() as session:
+                rows = await session.execute(Template.__table__.select())
+                return {row.name: row.id for row in rows}
+        finally:
+            await engine.dispose()
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        log = self.logs / f"{name}.log"
+        command = [sys.executable, *args]
+        output = open(log, "ab")  # noqa: SIM115 - the child owns it until it exits
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT
+        )
+        self.children[name] = Child(name, process, log)
+
+    def _wait_ready(self, ready: dict[str, Path], timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        api_ok = False
+        while time.monotonic() < deadline:
+            for child in self.children.values():
+                if child.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{child.name} exited with {child.process.returncode}:\n{child.tail()}"
+                    )
+            if not api_ok:
+                try:
+                    api_ok = httpx.get(f"{self.api_url}/api/health", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    pass
+            if api_ok and all(path.exists() for path in ready.values()):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the stack did not come up in {timeout_s}s; logs in {self.logs}")
+
+    # -- measuring -----------------------------------------------------------------------------
+
+    def process(self, name: str) -> psutil.Process:
+        return psutil.Process(self.children[name].pid)
+
+    def check_alive(self) -> None:
+        for child in self.children.values():
+            if child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} died:\n{child.tail()}")
+
+    def temporal_process(self) -> psutil.Process | None:
+        return psutil.Process(self._temporal.pid) if self._temporal else None
+
+    def postgres_processes(self) -> list[psutil.Process]:
+        """The postmaster and its backends (their CPU adds up to the database's cost)."""
+        found = []
+        for proc in psutil.process_iter(["cmdline", "name"]):
+            try:
+                cmdline = " ".join(proc.info["cmdline"] or [])
+            except (psutil.Error, TypeError):
+                continue
+            if str(self.root / "postgres") in cmdline:
+                found.append(proc)
+                found.extend(proc.children(recursive=True))
+        return found
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def stop_child(self, name: str) -> None:
+        child = self.children.get(name)
+        if child is not None and child.process.poll() is None:
+            child.process.terminate()
+            try:
+                child.process.wait(30)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+
+    def stop(self) -> None:
+        for name in list(self.children)[::-1]:
+            self.stop_child(name)
+        if self._temporal is not None:
+            temporal.stop(self._temporal)
+            self._temporal = None
+        if self._postgres is not None:
+            self._postgres.stop()
+            self._postgres = None
+        if not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
