@@ -49,13 +49,13 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.deployment_reads import deployment_detail
-from api.deps import get_current_user, get_settings_dep, oauth2_scheme
+from api.deps import CurrentUser, SessionDep, SettingsDep, get_current_user, oauth2_scheme
 from api.errors import DomainError, NotFound, ValidationFailed
-from api.schemas import HistoryEntry
+from api.schemas import BIGINT_MAX, DeploymentId, HistoryEntry, error_responses
 from db.models import FINAL_STATUSES, DeploymentHistory
 from settings import Settings
 
-router = APIRouter(tags=["deployments"])
+router = APIRouter(tags=["deployments"], responses=error_responses(400, 401, 404))
 
 POLL_INTERVAL_S = 1.0
 HEARTBEAT_S = 15.0
@@ -238,39 +238,43 @@ async def _stream(
     },
 )
 async def deployment_events(
-    deployment_id: int,
+    deployment_id: DeploymentId,
     request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
-    after: Annotated[int | None, Query(ge=0, description="history id to start after")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=BIGINT_MAX, description="history id to start after")
+    ] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> Response:
     """History rows and status changes of one deployment as Server-Sent Events (owner, admin).
 
     Resumes after `Last-Event-ID` (sent by a reconnecting client), else after `after`."""
-    settings = get_settings_dep(request)
-    sessionmaker = request.app.state.sessionmaker
     cursor = after or 0
     if last_event_id:
-        if not last_event_id.isdigit():
+        if not last_event_id.isdigit() or int(last_event_id) > BIGINT_MAX:
             problem = {"loc": ["header", "Last-Event-ID"], "msg": "must be a history id"}
             raise ValidationFailed([{**problem, "type": "value"}])
         cursor = int(last_event_id)
 
-    async with sessionmaker() as session:
-        user = await get_current_user(session, settings, token)  # 401 like every endpoint
-        detail = await deployment_detail(session, user, deployment_id)
-        if detail is None:
-            raise NotFound("deployment not found")
-        if last_event_id and detail["status"] in FINAL_STATUSES:
-            newer = await session.scalar(
-                select(DeploymentHistory.id)
-                .where(DeploymentHistory.deployment_id == deployment_id)
-                .where(DeploymentHistory.id > cursor)
-                .limit(1)
-            )
-            if newer is None:
-                return Response(status_code=204)
+    detail = await deployment_detail(session, user, deployment_id)
+    if detail is None:
+        raise NotFound("deployment not found")
+    if last_event_id and detail["status"] in FINAL_STATUSES:
+        newer = await session.scalar(
+            select(DeploymentHistory.id)
+            .where(DeploymentHistory.deployment_id == deployment_id)
+            .where(DeploymentHistory.id > cursor)
+            .limit(1)
+        )
+        if newer is None:
+            return Response(status_code=204)
 
+    # The request's session closes when this function returns (SessionDep is function-scoped):
+    # the stream takes a pooled connection for each poll only.
+    sessionmaker = request.app.state.sessionmaker
     return StreamingResponse(
         _stream(request, sessionmaker, settings, token, deployment_id, cursor),
         media_type="text/event-stream",

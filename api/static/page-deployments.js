@@ -167,18 +167,65 @@ function jsonType(value) {
   return null; // objects, arrays, null: not editable per deployment
 }
 
-function configInput(key, value, type) {
-  if (type === "boolean") return h("input", { type: "checkbox", name: key, checked: value });
-  if (type === "string") return h("input", { type: "text", name: key, value, spellcheck: "false" });
-  return h("input", { type: "number", name: key, value: String(value), step: type === "integer" ? "1" : "any",
-    inputmode: type === "integer" ? "numeric" : "decimal" });
+const SCALAR_TYPES = ["boolean", "integer", "number", "string"];
+
+// What a deployment may set. A template that declares `provisio.overrides` (a JSON Schema per
+// key) allows exactly those keys; otherwise every default key, keeping the default's type.
+export function editableConfiguration(configuration) {
+  const config = configuration || {};
+  const declared = config[RESERVED_KEY]?.overrides;
+  const defaults = Object.entries(config).filter(([key]) => key !== RESERVED_KEY);
+  if (declared && typeof declared === "object" && !Array.isArray(declared)) {
+    const editable = Object.entries(declared).map(([key, schema]) => {
+      const types = [].concat(schema?.type ?? []).filter((t) => SCALAR_TYPES.includes(t));
+      const type = Array.isArray(schema?.enum) ? "enum" : types[0] || jsonType(config[key]) || "string";
+      return { key, type, schema: schema || {}, initial: config[key] };
+    });
+    return { editable, fixed: defaults.filter(([key]) => !(key in declared)) };
+  }
+  return {
+    editable: defaults.filter(([, value]) => jsonType(value))
+      .map(([key, value]) => ({ key, type: jsonType(value), schema: {}, initial: value })),
+    fixed: defaults.filter(([, value]) => !jsonType(value)),
+  };
 }
 
-// The value of a config input, in the JSON type of the template's default.
-function readConfig(input, type) {
+function configInput({ key, type, schema, initial }) {
+  if (type === "enum") {
+    return h("select", { name: key },
+      initial === undefined ? h("option", { value: "" }, "(template default)") : null,
+      schema.enum.map((option, index) => h("option", { value: String(index),
+        selected: JSON.stringify(option) === JSON.stringify(initial) }, JSON.stringify(option))));
+  }
+  if (type === "boolean") return h("input", { type: "checkbox", name: key, checked: initial === true });
+  if (type === "string") {
+    return h("input", { type: "text", name: key, value: initial ?? "", spellcheck: "false",
+      maxlength: Number.isInteger(schema.maxLength) ? String(schema.maxLength) : null });
+  }
+  return h("input", { type: "number", name: key, value: initial === undefined ? "" : String(initial),
+    step: type === "integer" ? "1" : "any", inputmode: type === "integer" ? "numeric" : "decimal",
+    min: typeof schema.minimum === "number" ? String(schema.minimum) : null,
+    max: typeof schema.maximum === "number" ? String(schema.maximum) : null });
+}
+
+function configHint({ type, schema, initial }) {
+  const parts = [];
+  if (schema.description) parts.push(String(schema.description));
+  if (type !== "boolean" && type !== "enum") parts.push(type);
+  if (typeof schema.minimum === "number" || typeof schema.maximum === "number") {
+    parts.push(`${schema.minimum ?? "…"}–${schema.maximum ?? "…"}`);
+  }
+  if (initial !== undefined && type !== "boolean") parts.push(`default ${JSON.stringify(initial)}`);
+  return parts.length ? parts.join(", ") : null;
+}
+
+// The value of a config input in its JSON type; `skip` when it leaves the template's default.
+function readConfig(input, { type, schema, initial }) {
+  if (type === "enum") return input.value === "" ? { skip: true } : { value: schema.enum[Number(input.value)] };
   if (type === "boolean") return { value: input.checked };
-  if (type === "string") return { value: input.value };
-  if (input.validity.badInput || input.value.trim() === "") return { problem: "Enter a number." };
+  if (type === "string") return input.value === "" && initial === undefined ? { skip: true } : { value: input.value };
+  if (input.validity.badInput) return { problem: "Enter a number." };
+  if (input.value.trim() === "") return initial === undefined ? { skip: true } : { problem: "Enter a number." };
   return { value: Number(input.value) };
 }
 
@@ -226,7 +273,7 @@ export async function newDeploymentPage(ctx) {
   const templateFacts = h("div", { class: "template-facts" });
   const configSet = h("fieldset", {}, h("legend", {}, "Configuration"));
   const diskSet = h("fieldset", {}, h("legend", {}, "Disks"));
-  let configInputs = []; // {key, type, input, initial}
+  let configInputs = []; // {key, type, schema, initial, input}
   let diskInputs = []; // {disk, size, filesystem}
 
   function showTemplate() {
@@ -239,22 +286,16 @@ export async function newDeploymentPage(ctx) {
       link(`/templates/${template.id}`, "Template details")));
 
     configInputs = [];
-    const configFields = [];
-    const readOnly = [];
-    for (const [key, value] of Object.entries(template.configuration || {})) {
-      if (key === RESERVED_KEY) continue;
-      const type = jsonType(value);
-      if (!type) {
-        readOnly.push(h("li", {}, h("code", {}, key), " = ", h("code", {}, JSON.stringify(value))));
-        continue;
-      }
-      const input = configInput(key, value, type);
-      const f = field({ id: `config-${key}`, label: key, input,
-        hint: type === "boolean" ? null : `${type}, default ${JSON.stringify(value)}` });
-      errors.add(`configuration.${key}`, f);
-      configInputs.push({ key, type, input, initial: value });
-      configFields.push(f.wrapper);
-    }
+    const { editable, fixed } = editableConfiguration(template.configuration);
+    const configFields = editable.map((spec) => {
+      const input = configInput(spec);
+      const f = field({ id: `config-${spec.key}`, label: spec.key, input, hint: configHint(spec) });
+      errors.add(`configuration.${spec.key}`, f);
+      configInputs.push({ ...spec, input });
+      return f.wrapper;
+    });
+    const readOnly = fixed.map(([key, value]) =>
+      h("li", {}, h("code", {}, key), " = ", h("code", {}, JSON.stringify(value))));
     const configError = h("p", { class: "field-error", hidden: true, id: "configuration-error" });
     errors.add("configuration", { input: configSet, error: configError });
     setChildren(configSet, h("legend", {}, "Configuration"),
@@ -309,10 +350,10 @@ export async function newDeploymentPage(ctx) {
     const template = shownTemplate;
     const local = [];
     const configuration = {};
-    for (const { key, type, input, initial } of configInputs) {
-      const { value, problem } = readConfig(input, type);
-      if (problem) local.push({ loc: ["configuration", key], msg: problem });
-      else if (value !== initial) configuration[key] = value;
+    for (const spec of configInputs) {
+      const { value, problem, skip } = readConfig(spec.input, spec);
+      if (problem) local.push({ loc: ["configuration", spec.key], msg: problem });
+      else if (!skip && JSON.stringify(value) !== JSON.stringify(spec.initial)) configuration[spec.key] = value;
     }
     const disks = [];
     diskInputs.forEach(({ disk, size, filesystem }, index) => {
