@@ -16,6 +16,7 @@ dev: $(STAMP)
 	$(BIN)/provisio dev
 
 test: $(STAMP)
+	tests/ui/ensure_chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/pytest -q

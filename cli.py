@@ -57,7 +57,13 @@ def main(argv: list[str] | None = None) -> None:
 
         from api.app import create_app
 
-        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+        # Open event streams must not hold a shutdown for their whole lifetime.
+        uvicorn.run(
+            create_app(settings),
+            host=settings.api_host,
+            port=settings.api_port,
+            timeout_graceful_shutdown=5,
+        )
     elif args.command == "users":
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\n")

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.errors import install_error_handler
-from api.routes import auth, callbacks, deployments, health, templates, users
+from api.routes import auth, callbacks, deployments, events, health, templates, ui, users
 from db.session import create_engine, create_sessionmaker
 from settings import Settings, get_settings
 
@@ -34,6 +34,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Provisio", version="1", lifespan=lifespan)
     install_error_handler(app)
-    for module in (health, auth, users, templates, deployments, callbacks):
+    for module in (health, auth, users, templates, deployments, events, callbacks, ui):
         app.include_router(module.router)
     return app

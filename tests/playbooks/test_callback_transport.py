@@ -115,7 +115,7 @@ def test_a_full_batch_goes_out_unasked_and_flush_sends_the_rest(
         assert request.signature_ok, request
         assert request.content_type == "application/json"
         assert abs(int(str(request.timestamp)) - time.time()) < 60
-        assert list(json.loads(request.body)) == ["events"]
+        assert sorted(json.loads(request.body)) == ["events", "nonce"]
     assert sender.delivered == 6 and sender.dropped == 0
 
 
@@ -168,7 +168,9 @@ def test_5xx_and_429_are_retried_each_attempt_signed_afresh(
     requests = receiver.received(path)
     assert [r.status for r in requests] == [503, 429, 500, 202]
     assert all(r.signature_ok for r in requests)
-    assert len({r.body for r in requests}) == 1  # the same batch each time
+    # The same batch each time, under a fresh nonce, so no attempt repeats a signature.
+    assert len({json.dumps(json.loads(r.body)["events"]) for r in requests}) == 1
+    assert len({json.loads(r.body)["nonce"] for r in requests}) == len(requests)
     # Backoff 0.4 + 0.8 + 1.6 s (jitter at most -20%): the last attempt carries a later timestamp,
     # and its signature still verifies, so it was re-signed.
     assert int(str(requests[-1].timestamp)) > int(str(requests[0].timestamp))
