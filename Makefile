@@ -21,6 +21,9 @@ test: $(STAMP)
 	$(BIN)/mypy .
 	$(BIN)/pytest -q
 
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
