@@ -14,6 +14,8 @@ MAX_DISK_GB = 16_384
 MAX_TOTAL_GB = 65_536
 MOUNT_PREFIXES = ("/data", "/srv", "/opt", "/var/lib", "/mnt")
 FORBIDDEN_MOUNTS = ("/", "/etc", "/boot", "/usr", "/proc", "/sys", "/dev", "/bin", "/sbin", "/lib")
+# The playbook's own pattern (playbooks/roles/disk/vars/main.yml: disk_path_pattern).
+MOUNT_PATH = re.compile(r"^(/[A-Za-z0-9._@+-]+)+$")
 LVM_NAME = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$")
 LVM_MAX = 64
 LV_RESERVED_NAMES = ("snapshot", "pvmove")
@@ -35,6 +37,8 @@ def mount_point_error(path: str) -> str | None:
         return "must be at most 255 characters without whitespace or control characters"
     if ".." in path.split("/") or posixpath.normpath(path) != path:
         return "must be a normalised path (no '..', '.', '//' or trailing '/')"
+    if not MOUNT_PATH.match(path):
+        return "may use letters, digits and . _ @ + - in each part only"
     if any(path == f or (f != "/" and _under(path, f)) for f in FORBIDDEN_MOUNTS):
         return "is a system path"
     if not any(_under(path, prefix) and path != prefix for prefix in MOUNT_PREFIXES):
