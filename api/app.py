@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handler
 from api.routes import auth, callbacks, deployments, events, health, templates, ui, users
 from db.session import create_engine, create_sessionmaker
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
 
     app = FastAPI(title="Provisio", version="1", lifespan=lifespan)
+    app.add_middleware(BodyLimitMiddleware)
     install_error_handler(app)
     for module in (health, auth, users, templates, deployments, events, callbacks, ui):
         app.include_router(module.router)

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
 from api.deps import AdminUser, CurrentUser, SessionDep, require_roles
-from api.errors import Conflict, NotFound, ValidationFailed
+from api.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from api.schemas import TemplateCreate, TemplateId, TemplatePublic, error_responses
 from db.models import Template, TemplateDiskAllocation
 from domain.template_rules import template_errors
@@ -16,11 +17,21 @@ MAX_CONFIGURATION_BYTES = 64 * 1024
 
 
 @router.get("/api/templates")
-async def list_templates(user: CurrentUser, session: SessionDep) -> list[TemplatePublic]:
-    templates = await session.scalars(
-        select(Template).where(Template.is_active).order_by(Template.name, Template.version)
-    )
-    return [TemplatePublic.model_validate(t) for t in templates]
+async def list_templates(
+    user: CurrentUser,
+    session: SessionDep,
+    service_type: Annotated[str | None, Query(max_length=64)] = None,
+    include_inactive: bool = False,
+) -> list[TemplatePublic]:
+    """Active templates; admins may ask for the inactive ones too (to reactivate them)."""
+    if include_inactive and user.role != "admin":
+        raise Forbidden("only admins see inactive templates")
+    stmt = select(Template).order_by(Template.name, Template.version)
+    if not include_inactive:
+        stmt = stmt.where(Template.is_active)
+    if service_type is not None:
+        stmt = stmt.where(Template.service_type == service_type)
+    return [TemplatePublic.model_validate(t) for t in await session.scalars(stmt)]
 
 
 @router.get("/api/templates/{template_id}")

@@ -123,8 +123,20 @@ async def test_templates_get_versions_and_deactivate(
         headers=operator.headers,
     )
     assert refused.status_code == 422
+    everything = await api.get(
+        "/api/templates", params={"include_inactive": "true"}, headers=admin.headers
+    )
+    assert [t["version"] for t in everything.json()] == [1, 2]
+    hidden = await api.get(
+        "/api/templates", params={"include_inactive": "true"}, headers=operator.headers
+    )
+    assert hidden.status_code == 403
     on = await api.post(f"/api/templates/{first.json()['id']}/activate", headers=admin.headers)
     assert on.json()["is_active"] is True
+    by_type = await api.get(
+        "/api/templates", params={"service_type": "nginx"}, headers=operator.headers
+    )
+    assert by_type.json() == []
 
 
 async def test_disabled_and_demoted_users_lose_access_at_once(

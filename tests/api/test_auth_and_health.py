@@ -82,3 +82,27 @@ async def test_health_is_503_naming_the_database_when_it_is_unreachable(settings
 def test_a_short_secret_key_is_refused(settings: Settings) -> None:
     with pytest.raises(ValueError, match="at least 32"):
         create_app(settings.model_copy(update={"secret_key": "short"}))
+
+
+async def test_oversized_bodies_are_413_whether_declared_or_streamed(
+    api: httpx.AsyncClient, make_user: Any
+) -> None:
+    admin = await make_user("admin")
+    huge = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    declared = await api.post(
+        "/api/templates",
+        content=huge,
+        headers={**admin.headers, "Content-Type": "application/json"},
+    )
+    assert declared.status_code == 413
+
+    async def chunks() -> Any:
+        for _ in range(40):
+            yield b"x" * 65536
+
+    streamed = await api.post(
+        "/api/templates",
+        content=chunks(),
+        headers={**admin.headers, "Content-Type": "application/json"},
+    )
+    assert streamed.status_code == 413
