@@ -148,15 +148,12 @@ const EMPTY_DISK = { disk_type: "ssd", size_gb: 10, mount_point: "/data/", volum
 export async function adminTemplatesPage(ctx) {
   const list = h("div", {});
   const message = h("div", {});
-  const known = new Map(); // id -> template, including ones deactivated on this page
+  const known = new Map(); // id -> template, active or not
 
   async function load() {
-    const active = await api.get("/api/templates", { signal: ctx.signal });
-    for (const [id, template] of known) if (!template.is_active) known.set(id, template);
-    for (const template of active) known.set(template.id, template);
-    for (const [id, template] of known) {
-      if (template.is_active && !active.some((t) => t.id === id)) known.delete(id);
-    }
+    const all = await api.get("/api/templates?include_inactive=true", { signal: ctx.signal });
+    known.clear();
+    for (const template of all) known.set(template.id, template);
     showList();
   }
 
@@ -188,22 +185,6 @@ export async function adminTemplatesPage(ctx) {
           cell("Actions", h("div", { class: "inline" }, newVersion, toggle)));
       }), { caption: "Templates" }) : emptyState("No templates yet.", "Create the first one below."));
   }
-
-  // Find an inactive template by id (the list endpoint shows active templates only).
-  const findInput = h("input", { id: "find-template", type: "number", min: "1", step: "1", inputmode: "numeric" });
-  const findForm = h("form", { class: "inline find" },
-    h("label", { for: "find-template" }, "Template id"), findInput,
-    h("button", { type: "submit", class: "secondary small" }, "Show"));
-  findForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const template = await api.get(`/api/templates/${Number(findInput.value)}`);
-      known.set(template.id, template);
-      showList();
-    } catch (error) {
-      setChildren(message, h("p", { class: "notice notice-error", role: "alert" }, error.message));
-    }
-  });
 
   // Create a template, or a new version of one (same name, version left empty = next).
   const summary = errorSummary();
@@ -309,5 +290,5 @@ export async function adminTemplatesPage(ctx) {
   await load();
   return h("section", {}, pageHeader("Manage templates"),
     h("p", { class: "hint" }, "A template in use is never edited: a change is a new version. Deactivated templates take no new deployments."),
-    message, list, findForm, form);
+    message, list, form);
 }
