@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.simplefilter("ignore")  # platformdirs and friends, at import time
     started = time.perf_counter()
     load_before = os.getloadavg()
-    stack = BenchStack(keep=config.keep, temporal_memory=config.temporal_memory)
+    stack = BenchStack(keep=config.keep, temporal_file=config.temporal_file)
     log(f"stack in {stack.root} ({os.cpu_count()} cores)")
     try:
         stack.start()
@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         stack.stop()
     figures["cores"] = os.cpu_count()
+    figures["temporal_persistence"] = "sqlite-file" if config.temporal_file else "memory"
     # Other work on the machine shows here: every ratio was measured under the same load.
     figures["loadavg_1m_start_end"] = [load_before[0], os.getloadavg()[0]]
     figures["bench_wall_s"] = time.perf_counter() - started

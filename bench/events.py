@@ -15,8 +15,10 @@ from api.callbacks import signature_of
 def signed_request(
     token: str, events: list[dict[str, Any]], *, timestamp: int | None = None
 ) -> tuple[bytes, dict[str, str]]:
-    """Body and headers of one batch, signed like the plugin does (HMAC over `ts.body`)."""
-    body = json.dumps({"events": events}, separators=(",", ":")).encode()
+    """Body and headers of one batch, signed like the plugin does (HMAC over `ts.body`), with
+    a fresh nonce per attempt as the plugin adds, so that a retry never signs the same bytes."""
+    payload = {"events": events, "nonce": uuid.uuid4().hex}
+    body = json.dumps(payload, separators=(",", ":")).encode()
     ts = str(timestamp if timestamp is not None else int(time.time()))
     return body, {
         "Content-Type": "application/json",

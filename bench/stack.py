@@ -67,7 +67,7 @@ class Child:
 @dataclass
 class BenchStack:
     keep: bool = False
-    temporal_memory: bool = False
+    temporal_file: bool = False
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="provisio-bench-")))
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
@@ -97,7 +97,7 @@ class BenchStack:
         self.database_url = self._postgres.ensure_database("provisio")
         port, ui_port = free_port(), free_port()
         self._temporal = temporal.start_dev_server(
-            db_file=None if self.temporal_memory else self.root / "temporal.db",
+            db_file=self.root / "temporal.db" if self.temporal_file else None,
             port=port,
             ui_port=ui_port,
             log_file=self.logs / "temporal.log",
