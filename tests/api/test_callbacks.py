@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -10,38 +9,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from api.callbacks import signature_of
 from db.models import DeploymentHistory
 from db.session import SessionMaker
 from domain.callback_tokens import callback_token
 from settings import Settings
+from tests.callback_events import event, signed
 from tests.conftest import wait_for
-
-
-def signed(
-    token: str, payload: Any, *, timestamp: int | None = None
-) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(payload).encode()
-    ts = str(timestamp if timestamp is not None else int(time.time()))
-    headers = {
-        "Content-Type": "application/json",
-        "X-Provisio-Timestamp": ts,
-        "X-Provisio-Signature": "sha256=" + signature_of(token, ts, body),
-    }
-    return body, headers
-
-
-def event(counter: int, name: str, host: str | None = None, task: str | None = None, **data: Any):  # type: ignore[no-untyped-def]
-    return {
-        "counter": counter,
-        "uuid": f"uuid-{counter}",
-        "event": name,
-        "host": host,
-        "task": task,
-        "timestamp": "2026-11-26T12:00:00Z",
-        "data": data,
-    }
-
 
 RUN_OK = [
     event(1, "playbook_on_start"),

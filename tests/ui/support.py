@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from api.callbacks import signature_of
 from domain.callback_tokens import callback_token
 from settings import Settings
+from tests.callback_events import signed
 from tests.conftest import wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
@@ -27,31 +26,12 @@ async def screenshot(page: Any, name: str) -> None:
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def event(counter: int, name: str, host: str | None = None, task: str | None = None, **data: Any):  # type: ignore[no-untyped-def]
-    """One callback-plugin event, as the plugin sends it."""
-    return {
-        "counter": counter,
-        "uuid": f"uuid-{counter}",
-        "event": name,
-        "host": host,
-        "task": task,
-        "timestamp": "2026-11-26T12:00:00Z",
-        "data": data,
-    }
-
-
 async def send_events(
     http: httpx.AsyncClient, settings: Settings, deployment: dict[str, Any], events: list[Any]
 ) -> dict[str, Any]:
     """POST events to the callback endpoint, signed with the deployment's token."""
     token = callback_token(settings.secret_key, deployment["id"], deployment["workflow_id"])
-    body = json.dumps({"events": events}).encode()
-    timestamp = str(int(time.time()))
-    headers = {
-        "Content-Type": "application/json",
-        "X-Provisio-Timestamp": timestamp,
-        "X-Provisio-Signature": "sha256=" + signature_of(token, timestamp, body),
-    }
+    body, headers = signed(token, {"events": events})
     response = await http.post(
         f"/api/deployments/{deployment['id']}/callback", content=body, headers=headers
     )

@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 from db.models import Deployment
 from db.session import SessionMaker
 from settings import Settings
+from tests.callback_events import event
 from tests.ui.conftest import PHONE
 from tests.ui.support import (
     create_deployment,
-    event,
     screenshot,
     send_events,
     wait_status,

@@ -14,10 +14,10 @@ from api.routes.events import Poll, StreamState
 from db.repository import add_history
 from db.session import SessionMaker
 from settings import Settings
+from tests.callback_events import event
 from tests.ui.support import (
     Sse,
     create_deployment,
-    event,
     open_stream,
     send_events,
     wait_status,
