@@ -49,7 +49,8 @@ async def run_scenarios(stack: BenchStack, config: BenchConfig) -> dict[str, Any
     figures: dict[str, Any] = {}
     api = stack.process("api")
     figures["api_idle_rss_mb"] = api.memory_info().rss / MB
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them.
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=120, limits=limits) as http:
         ctx = await open_context(stack, config, http)
         log(f"warm-up: {config.warmup} deployments and {config.warmup} bare workflows")
@@ -63,6 +64,7 @@ async def run_scenarios(stack: BenchStack, config: BenchConfig) -> dict[str, Any
             figures[f"{name}_scenario_s"] = time.perf_counter() - started
             log(f"scenario {name} done in {figures[f'{name}_scenario_s']:.1f}s")
         await _worker_peak(ctx, figures)
+        figures["launch_retries"] = ctx.retries
     return figures
 
 

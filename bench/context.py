@@ -33,6 +33,7 @@ class BenchContext:
     hold_template_id: int
     profile_dir: Path | None = None
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    retries: int = 0  # launches sent again after a transport error
     _names: itertools.count[int] = field(default_factory=itertools.count)
 
     def name(self, prefix: str) -> str:
@@ -59,12 +60,20 @@ class BenchContext:
         return Profiler(self.profile_dir, label, pids)
 
     async def launch(self, name: str, template_id: int | None = None) -> dict[str, Any]:
-        """POST /api/deployments as the operator; the 201 body."""
-        response = await self.http.post(
-            "/api/deployments",
-            json={"template_id": template_id or self.template_id, "deployment_name": name},
-            headers=self.operator,
-        )
+        """POST /api/deployments as the operator; the 201 body.
+
+        With an Idempotency-Key, as a careful client sends it, so that a request lost to a
+        connection the server closed meanwhile (keep-alive race) can be sent again safely."""
+        body = {"template_id": template_id or self.template_id, "deployment_name": name}
+        headers = {**self.operator, "Idempotency-Key": f"bench-{name}"}
+        for attempt in range(3):
+            try:
+                response = await self.http.post("/api/deployments", json=body, headers=headers)
+                break
+            except httpx.TransportError:
+                self.retries += 1
+                if attempt == 2:
+                    raise
         if response.status_code != 201:
             raise RuntimeError(f"launch {name}: HTTP {response.status_code} {response.text[:300]}")
         return response.json()  # type: ignore[no-any-return]

@@ -37,7 +37,9 @@ class BenchRunner:
         self._attempts = attempts
         self._sender = ThreadPoolExecutor(sender_threads, thread_name_prefix="bench-callback")
         self._http = httpx.Client(
-            timeout=30, limits=httpx.Limits(max_connections=sender_threads * 2)
+            timeout=30,
+            # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them.
+            limits=httpx.Limits(max_connections=sender_threads * 2, keepalive_expiry=2.0),
         )
 
     def find_run(self, deployment_id: int) -> RunRef | None:
