@@ -179,11 +179,13 @@ async def store_events(
         }
         for event in events
     ]
-    written = await session.scalars(
+    # Rows as parameters, not .values(rows): the statement compiles once and is cached, and is
+    # still sent as multi-row INSERTs (a third of the API's CPU went to recompiling it).
+    written = await session.execute(
         insert(DeploymentHistory)
-        .values(rows)
         .on_conflict_do_nothing(constraint="deployment_history_event_key")
-        .returning(DeploymentHistory.id)
+        .returning(DeploymentHistory.id),
+        rows,
     )
     return len(written.all()), milestones
 
