@@ -21,17 +21,22 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
 
 import httpx
 import psutil
 
 from db.migrate import upgrade
-from db.models import Template, TemplateDiskAllocation, User
+from db.models import Template, User
 from db.session import create_engine, create_sessionmaker
 from devstack import temporal
 from devstack.postgres import EmbeddedPostgres
-from devstack.seed import SAMPLE_TEMPLATES, ensure_admin, ensure_sample_templates, ensure_user
+from devstack.seed import (
+    SAMPLE_TEMPLATES,
+    ensure_admin,
+    ensure_sample_templates,
+    ensure_user,
+    template_from_spec,
+)
 from settings import PROJECT_ROOT
 
 OPERATOR = "bench-operator"
@@ -143,26 +148,14 @@ class BenchStack:
                 admin = (await session.execute(User.__table__.select())).first()
                 spec = SAMPLE_TEMPLATES[0]
                 session.add(
-                    Template(
+                    template_from_spec(
+                        spec,
                         name=HOLD_TEMPLATE,
-                        service_type=str(spec["service_type"]),
                         configuration={
-                            **cast(dict[str, Any], spec["configuration"]),
+                            **spec["configuration"],
                             "provisio": {"callback_timeout_s": HOLD_TIMEOUT_S},
                         },
-                        version=1,
                         created_by=admin.id if admin else None,
-                        disk_allocations=[
-                            TemplateDiskAllocation(
-                                disk_type=disk_type,
-                                size_gb=size,
-                                mount_point=mount,
-                                volume_group=vg,
-                                logical_volume=lv,
-                                filesystem_type=fs,
-                            )
-                            for disk_type, size, mount, vg, lv, fs in spec["disks"]  # type: ignore[attr-defined]
-                        ],
                     )
                 )
             async with sessionmaker() as session:

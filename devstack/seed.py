@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from api.security import hash_password
 from db.models import Template, TemplateDiskAllocation, User
 from db.session import SessionMaker
 
-SAMPLE_TEMPLATES = [
+SAMPLE_TEMPLATES: list[dict[str, Any]] = [
     {
         "name": "postgres-small",
         "service_type": "postgresql",
@@ -30,6 +32,29 @@ SAMPLE_TEMPLATES = [
         "disks": [("hdd", 10, "/srv/www", "vg_app", "lv_www", "ext4")],
     },
 ]
+
+
+def template_from_spec(spec: dict[str, Any], **fields: Any) -> Template:
+    """A version-1 Template (with its disks) from a SAMPLE_TEMPLATES entry; `fields` override."""
+    values = {
+        "name": spec["name"],
+        "service_type": spec["service_type"],
+        "configuration": spec["configuration"],
+        "version": 1,
+        **fields,
+    }
+    disks = [
+        TemplateDiskAllocation(
+            disk_type=disk_type,
+            size_gb=size,
+            mount_point=mount,
+            volume_group=vg,
+            logical_volume=lv,
+            filesystem_type=fs,
+        )
+        for disk_type, size, mount, vg, lv, fs in spec["disks"]
+    ]
+    return Template(**values, disk_allocations=disks)
 
 
 async def ensure_user(sessionmaker: SessionMaker, username: str, password: str, role: str) -> bool:
@@ -54,23 +79,4 @@ async def ensure_sample_templates(sessionmaker: SessionMaker) -> None:
             )
             if exists:
                 continue
-            session.add(
-                Template(
-                    name=spec["name"],
-                    service_type=spec["service_type"],
-                    configuration=spec["configuration"],
-                    version=1,
-                    created_by=admin_id,
-                    disk_allocations=[
-                        TemplateDiskAllocation(
-                            disk_type=disk_type,
-                            size_gb=size,
-                            mount_point=mount,
-                            volume_group=vg,
-                            logical_volume=lv,
-                            filesystem_type=fs,
-                        )
-                        for disk_type, size, mount, vg, lv, fs in spec["disks"]  # type: ignore[attr-defined]
-                    ],
-                )
-            )
+            session.add(template_from_spec(spec, created_by=admin_id))
