@@ -37,6 +37,7 @@ def build_worker(
         activities=[
             deployments.validate_deployment,
             deployments.create_deployment,
+            deployments.reject_deployment,
             deployments.clone_disk_allocations,
             deployments.record_pipeline_triggered,
             deployments.record_pipeline_run,

@@ -5,14 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import DUPLICATE_NAME, VALIDATION_FAILED
 from db.models import Deployment, DiskAllocation
-from db.repository import add_history, load_template_snapshot, record_step
+from db.repository import (
+    DuplicateDeploymentName,
+    insert_deployment,
+    load_template_snapshot,
+    record_step,
+)
 from db.session import SessionMaker
 from domain.validation import DeploymentValidationError, validate_deployment
 from workflows.contracts import (
@@ -21,6 +24,7 @@ from workflows.contracts import (
     DeployRequest,
     RecordStepInput,
     RecordTriggeredInput,
+    RejectDeploymentInput,
     ValidatedDeployment,
 )
 
@@ -42,54 +46,49 @@ class DeploymentActivities:
 
     @activity.defn
     async def create_deployment(self, data: CreateDeploymentInput) -> int:
-        """Insert the deployment (status pending) and its `created` row; keyed by workflow id."""
-        deployment = data.deployment
+        """Insert the deployment (status pending) and its `created` row; keyed by workflow id.
+
+        Usually the API has written both already and this finds them.
+        """
         async with self._sessionmaker.begin() as session:
             try:
-                deployment_id = await session.scalar(
-                    pg_insert(Deployment)
-                    .values(
-                        user_id=data.user_id,
-                        template_id=deployment.template_id,
-                        deployment_name=data.deployment_name,
-                        status="pending",
-                        configuration=deployment.configuration,
-                        workflow_id=data.workflow_id,
-                    )
-                    .on_conflict_do_nothing(index_elements=["workflow_id"])
-                    .returning(Deployment.id)
+                deployment_id = await insert_deployment(
+                    session,
+                    workflow_id=data.workflow_id,
+                    user_id=data.user_id,
+                    deployment_name=data.deployment_name,
+                    deployment=data.deployment,
                 )
-            except IntegrityError as exc:
-                if "deployments_user_name_key" not in str(exc.orig):
-                    raise
-                raise ApplicationError(
-                    f"a deployment named {data.deployment_name!r} already exists",
-                    type=DUPLICATE_NAME,
-                    non_retryable=True,
-                ) from None
-            if deployment_id is None:  # an earlier attempt committed it
-                deployment_id = await session.scalar(
-                    select(Deployment.id).where(Deployment.workflow_id == data.workflow_id)
+            except DuplicateDeploymentName as exc:
+                raise ApplicationError(str(exc), type=DUPLICATE_NAME, non_retryable=True) from None
+            if deployment_id is not None:
+                activity.logger.info(
+                    "deployment created",
+                    extra={"deployment_id": deployment_id, "workflow_id": data.workflow_id},
                 )
-                assert deployment_id is not None
                 return deployment_id
-            await add_history(
-                session,
-                deployment_id,
-                "created",
-                "pending",
-                "Deployment created",
-                {
-                    "template": deployment.template_name,
-                    "template_version": deployment.template_version,
-                    "workflow_id": data.workflow_id,
-                },
+            deployment_id = await session.scalar(
+                select(Deployment.id).where(Deployment.workflow_id == data.workflow_id)
             )
-        activity.logger.info(
-            "deployment created",
-            extra={"deployment_id": deployment_id, "workflow_id": data.workflow_id},
-        )
-        return deployment_id
+            assert deployment_id is not None
+            return deployment_id
+
+    @activity.defn
+    async def reject_deployment(self, data: RejectDeploymentInput) -> None:
+        """End a deployment the API recorded but the workflow's validation refused."""
+        async with self._sessionmaker.begin() as session:
+            deployment_id = await session.scalar(
+                select(Deployment.id).where(Deployment.workflow_id == data.workflow_id)
+            )
+            if deployment_id is not None:
+                await record_step(
+                    session,
+                    deployment_id,
+                    "result",
+                    "failed",
+                    data.message,
+                    {"errors": data.errors},
+                )
 
     @activity.defn
     async def clone_disk_allocations(self, data: CloneDisksInput) -> None:

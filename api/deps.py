@@ -19,17 +19,27 @@ from settings import Settings
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies are coroutines even when they do not await: FastAPI runs plain functions on
+# its thread pool, a hand-off per request.
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.sessionmaker() as session:
+    # Reads run each statement on its own (no BEGIN/COMMIT round trips); writes get a
+    # transaction that commits here.
+    state = request.app.state
+    read_only = request.method in READ_ONLY_METHODS
+    async with (state.read_sessionmaker if read_only else state.sessionmaker)() as session:
         yield session
-        await session.commit()
+        if not read_only:
+            await session.commit()
 
 
-def get_temporal(request: Request) -> Client:
+async def get_temporal(request: Request) -> Client:
     return request.app.state.temporal  # type: ignore[no-any-return]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Match
+from temporalio.service import RPCError
 
 
 class DomainError(Exception):
@@ -56,5 +57,14 @@ def install_error_handler(app: FastAPI) -> None:
         headers = {"Allow": ", ".join(sorted(allowed))}
         return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
 
+    async def temporal_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Launches hold their row until the start succeeds, so nothing half-made is left.
+        return JSONResponse(
+            {"detail": "the workflow service is unavailable; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
     app.add_exception_handler(DomainError, handle)
+    app.add_exception_handler(RPCError, temporal_unavailable)
     app.add_exception_handler(405, method_not_allowed)

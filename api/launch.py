@@ -1,5 +1,10 @@
-"""Starting a deployment: validate against the template, then update-with-start DeployWorkflow
-and answer with the deployment's id (or the workflow's refusal) in the same request."""
+"""Starting a deployment: validate against the template, record the deployment, start
+DeployWorkflow, and answer with the deployment in the same request.
+
+The row and the start share one transaction, held across `start_workflow`: a committed row
+always has its workflow, and if the API dies after the start the workflow's own (idempotent)
+create step writes the row. The workflow validates again: it is the authority.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +13,23 @@ import uuid
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowUpdateFailedError,
-)
+from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.errors import DUPLICATE_NAME, VALIDATION_FAILED
 from api.errors import Conflict, ValidationFailed
 from api.schemas import DeploymentCreate
 from db.models import Deployment, User
-from db.repository import load_template_snapshot
+from db.repository import DuplicateDeploymentName, insert_deployment, load_template_snapshot
 from domain.validation import DeploymentValidationError, validate_deployment
 from settings import Settings
 from workflows import search_attributes as sa
-from workflows.contracts import DeployRequest, DiskOverride
+from workflows.contracts import DeployRequest, DiskOverride, ValidatedDeployment
 from workflows.deploy import DeployWorkflow
 
 
@@ -63,49 +64,87 @@ async def launch_deployment(
 ) -> int:
     """Return the id of the deployment this request created (or created before, same key)."""
     workflow_id = workflow_id_for(user, idempotency_key)
-    existing = await session.scalar(
-        select(Deployment.id).where(Deployment.workflow_id == workflow_id)
-    )
+    existing = await _existing(session, workflow_id, body)
     if existing is not None:
         return existing
 
     request = _request(body, user, settings)
-    # Checked here first so that bad input starts nothing; the workflow checks again.
     try:
-        validate_deployment(await load_template_snapshot(session, body.template_id), request)
+        deployment = validate_deployment(
+            await load_template_snapshot(session, body.template_id), request
+        )
     except DeploymentValidationError as exc:
         raise ValidationFailed(exc.errors) from None
-    if await session.scalar(
-        select(Deployment.id).where(
-            Deployment.user_id == user.id, Deployment.deployment_name == body.deployment_name
-        )
-    ):
-        raise Conflict(f"a deployment named {body.deployment_name!r} already exists")
-    # Release the read transaction: the workflow's own transactions must not wait on it.
-    await session.commit()
-
-    start = WithStartWorkflowOperation(
-        DeployWorkflow.run,
-        request,
-        id=workflow_id,
-        task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.OWNER, user.username),
-                SearchAttributePair(sa.DEPLOYMENT_STATUS, "pending"),
-            ]
-        ),
-    )
     try:
-        created = await temporal.execute_update_with_start_workflow(
-            DeployWorkflow.deployment_created, start_workflow_operation=start
+        deployment_id = await insert_deployment(
+            session,
+            workflow_id=workflow_id,
+            user_id=user.id,
+            deployment_name=body.deployment_name,
+            deployment=deployment,
         )
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        if isinstance(cause, ApplicationError) and cause.type == VALIDATION_FAILED:
-            raise ValidationFailed(cause.details[0] if cause.details else cause.message) from None
-        if isinstance(cause, ApplicationError) and cause.type == DUPLICATE_NAME:
-            raise Conflict(cause.message) from None
-        raise
-    return created.deployment_id
+    except DuplicateDeploymentName as exc:
+        raise Conflict(str(exc)) from None
+    if deployment_id is None:  # the same key, sent twice at once: the other request won
+        return await _existing_or_conflict(session, workflow_id, body)
+    request.deployment_id = deployment_id
+    try:
+        await temporal.start_workflow(
+            DeployWorkflow.run,
+            request,
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+            # Running: an earlier attempt with this key started it and then lost its row.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=_search_attributes(user, deployment_id, deployment),
+        )
+    except WorkflowAlreadyStartedError:
+        # That earlier run is over: its deployment is the answer, if it recorded one.
+        await session.rollback()
+        await session.refresh(user)  # the rollback expired it; the response still reads it
+        return await _existing_or_conflict(session, workflow_id, body)
+    await session.commit()
+    return deployment_id
+
+
+def _search_attributes(
+    user: User, deployment_id: int, deployment: ValidatedDeployment
+) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.OWNER, user.username),
+            SearchAttributePair(sa.DEPLOYMENT_STATUS, "pending"),
+            SearchAttributePair(sa.DEPLOYMENT_ID, deployment_id),
+            SearchAttributePair(sa.TEMPLATE_NAME, deployment.template_name),
+            SearchAttributePair(sa.SERVICE_TYPE, deployment.service_type),
+        ]
+    )
+
+
+async def _existing(session: AsyncSession, workflow_id: str, body: DeploymentCreate) -> int | None:
+    """The deployment an earlier request with this key created; 409 if it asked for another."""
+    row = (
+        await session.execute(
+            select(Deployment.id, Deployment.deployment_name, Deployment.template_id).where(
+                Deployment.workflow_id == workflow_id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    if (row.deployment_name, row.template_id) != (body.deployment_name, body.template_id):
+        raise Conflict(
+            "this Idempotency-Key was used for another deployment "
+            f"({row.deployment_name!r}, template {row.template_id})"
+        )
+    return int(row.id)
+
+
+async def _existing_or_conflict(
+    session: AsyncSession, workflow_id: str, body: DeploymentCreate
+) -> int:
+    existing = await _existing(session, workflow_id, body)
+    if existing is None:
+        raise Conflict("this Idempotency-Key was used for a request that failed; use a new key")
+    return existing

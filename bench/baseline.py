@@ -3,9 +3,8 @@
 The same seven activities in the same order (validate, create, clone disks, trigger, record
 triggered, record `running`, record the result), each a no-op; the same two signals
 (`pipeline_started`, `pipeline_finished`, with the same payload types), sent right after the
-no-op trigger as the bench runner's callback is; the same activity timeouts and retry policies;
-an update that completes once the "create" step has run (the API's update-with-start). No
-database, no HTTP, no search attributes: what is left is the engine's own cost, on the same
+no-op trigger as the bench runner's callback is; the same activity timeouts and retry policies.
+No database, no HTTP, no search attributes: what is left is the engine's own cost, on the same
 Temporal server and with the same worker settings as the product's worker.
 """
 
@@ -56,7 +55,6 @@ class BareTrigger:
 @workflow.defn(name="BareWorkflow")
 class BareWorkflow:
     def __init__(self) -> None:
-        self._created = False
         self._started: PipelineStarted | None = None
         self._finished: PipelineFinished | None = None
         self._running_recorded = False
@@ -66,7 +64,6 @@ class BareWorkflow:
     async def run(self, data: BareInput) -> str:
         await self._step("validate")
         await self._step("create")
-        self._created = True
         await self._step("clone_disks")
         await workflow.execute_activity("bare_trigger", BareTrigger(data.hold), **TRIGGER)
         await self._step("record_triggered")
@@ -85,11 +82,6 @@ class BareWorkflow:
             )
         await self._step("record_result")
         return "succeeded"
-
-    @workflow.update
-    async def created(self) -> bool:
-        await workflow.wait_condition(lambda: self._created)
-        return True
 
     @workflow.query
     def waiting(self) -> bool:

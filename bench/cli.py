@@ -154,14 +154,6 @@ def table(figures: dict[str, Any], holds: dict[str, bool]) -> str:
                     holds.get("launch") if target else None,
                 )
             )
-        rows.append(
-            Row(
-                f"  launch c={c} p99 (vs update-with-start)",
-                f(f"launch_c{c}_api_p99_ms"),
-                f(f"launch_c{c}_bare_uws_p99_ms"),
-                "ms",
-            )
-        )
     if "read_p50_ratio" in figures:
         for view in ("detail", "list_first", "list_deep", "history"):
             for q in (50, 99):

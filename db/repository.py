@@ -4,13 +4,75 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ARRAY, String, func, literal, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import FINAL_STATUSES, Deployment, DeploymentHistory, Template, status_rank
+from db.models import (
+    FINAL_STATUSES,
+    STATUS_ORDER,
+    Deployment,
+    DeploymentHistory,
+    Template,
+    status_rank,
+)
 from domain.validation import TemplateSnapshot
-from workflows.contracts import DiskSpec
+from workflows.contracts import DiskSpec, ValidatedDeployment
+
+
+class DuplicateDeploymentName(Exception):
+    """The user already has a deployment of this name."""
+
+
+async def insert_deployment(
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    user_id: int,
+    deployment_name: str,
+    deployment: ValidatedDeployment,
+) -> int | None:
+    """Insert a pending deployment and its `created` row, keyed by workflow id.
+
+    None when that workflow id already has its deployment. Raises DuplicateDeploymentName
+    (the transaction is then unusable) when the user has one of that name.
+    """
+    try:
+        deployment_id = await session.scalar(
+            insert(Deployment)
+            .values(
+                user_id=user_id,
+                template_id=deployment.template_id,
+                deployment_name=deployment_name,
+                status="pending",
+                configuration=deployment.configuration,
+                workflow_id=workflow_id,
+            )
+            .on_conflict_do_nothing(index_elements=["workflow_id"])
+            .returning(Deployment.id)
+        )
+    except IntegrityError as exc:
+        if "deployments_user_name_key" not in str(exc.orig):
+            raise
+        raise DuplicateDeploymentName(
+            f"a deployment named {deployment_name!r} already exists"
+        ) from None
+    if deployment_id is None:
+        return None
+    await add_history(
+        session,
+        deployment_id,
+        "created",
+        "pending",
+        "Deployment created",
+        {
+            "template": deployment.template_name,
+            "template_version": deployment.template_version,
+            "workflow_id": workflow_id,
+        },
+    )
+    return deployment_id
 
 
 async def load_template_snapshot(
@@ -66,20 +128,23 @@ async def add_history(
 
 
 async def advance_status(session: AsyncSession, deployment_id: int, status: str) -> bool:
-    """Move a deployment forward to `status`; never backwards, never out of a final status."""
-    current = await session.scalar(
-        select(Deployment.status).where(Deployment.id == deployment_id).with_for_update()
+    """Move a deployment forward to `status`; never backwards, never out of a final status.
+
+    One conditional UPDATE: its row lock orders concurrent writers, and the condition is
+    re-checked on the locked row, so no separate SELECT ... FOR UPDATE is needed."""
+    current_rank = func.array_position(
+        literal(list(STATUS_ORDER), ARRAY(String)), Deployment.status
     )
-    if current is None or current in FINAL_STATUSES:
-        return False
-    if status not in FINAL_STATUSES and status_rank(status) <= status_rank(current):
-        return False
-    await session.execute(
+    stmt = (
         update(Deployment)
-        .where(Deployment.id == deployment_id)
+        .where(Deployment.id == deployment_id, Deployment.status.not_in(FINAL_STATUSES))
         .values(status=status, updated_at=func.now())
+        .returning(Deployment.id)
     )
-    return True
+    if status not in FINAL_STATUSES:
+        # array_position counts from 1, status_rank from 0.
+        stmt = stmt.where(current_rank < status_rank(status) + 1)
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
 async def record_step(

@@ -13,9 +13,21 @@ SessionMaker = async_sessionmaker[AsyncSession]
 
 
 def create_engine(database_url: str, **kwargs: object) -> AsyncEngine:
-    return create_async_engine(database_url, pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]
+    # No pool_pre_ping: with asyncpg it costs three round trips per checkout. A connection
+    # that died with the server fails its first statement instead; SQLAlchemy then drops the
+    # whole pool, and activities retry (the API answers that one request with a 500).
+    return create_async_engine(database_url, **kwargs)  # type: ignore[arg-type]
 
 
 def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     # expire_on_commit=False: objects stay readable after the edge commits.
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def create_read_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    """Sessions for read-only requests: every statement on its own, no BEGIN and COMMIT.
+
+    A view that needs more than one statement to agree must not use these."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )

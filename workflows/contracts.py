@@ -31,6 +31,9 @@ class DeployRequest:
     disk_overrides: list[DiskOverride] = field(default_factory=list)
     default_callback_timeout_s: int = 3600
     poll_interval_s: int = 30
+    # Set when the API has already written the row (and the template search attributes at
+    # start); runs started before that field existed leave it None and behave as they did.
+    deployment_id: int | None = None
 
 
 @dataclass
@@ -61,6 +64,15 @@ class CreateDeploymentInput:
     user_id: int
     deployment_name: str
     deployment: ValidatedDeployment
+
+
+@dataclass
+class RejectDeploymentInput:
+    """The workflow's own validation refused a deployment the API had already recorded."""
+
+    workflow_id: str
+    message: str
+    errors: list[JSON] = field(default_factory=list)
 
 
 @dataclass

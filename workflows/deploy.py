@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PipelineStarted,
         RecordStepInput,
         RecordTriggeredInput,
+        RejectDeploymentInput,
         StartPipelineInput,
         ValidatedDeployment,
     )
@@ -68,8 +69,11 @@ class DeployWorkflow:
             deployment = await self._validate(request)
             deployment_id = await self._create(request, deployment)
         except ApplicationError as rejection:
-            # Let the API's pending update answer with the errors before the workflow ends.
             self._rejection = rejection
+            if request.deployment_id is not None:
+                # The API recorded the deployment: it must end, with the reason, not stay pending.
+                await self._reject(rejection)
+            # Let a pending update (older API) answer with the errors before the workflow ends.
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise
         try:
@@ -118,12 +122,13 @@ class DeployWorkflow:
         deployment = await self._call(
             "validate_deployment", request, ValidatedDeployment, DB_STEP, rejections=True
         )
-        workflow.upsert_search_attributes(
-            [
-                sa.TEMPLATE_NAME.value_set(deployment.template_name),
-                sa.SERVICE_TYPE.value_set(deployment.service_type),
-            ]
-        )
+        if request.deployment_id is None:  # else the API set them when it started this run
+            workflow.upsert_search_attributes(
+                [
+                    sa.TEMPLATE_NAME.value_set(deployment.template_name),
+                    sa.SERVICE_TYPE.value_set(deployment.service_type),
+                ]
+            )
         return deployment
 
     async def _create(self, request: DeployRequest, deployment: ValidatedDeployment) -> int:
@@ -135,8 +140,15 @@ class DeployWorkflow:
         )
         deployment_id = await self._call("create_deployment", data, int, DB_STEP, rejections=True)
         self._deployment_id = deployment_id
-        workflow.upsert_search_attributes([sa.DEPLOYMENT_ID.value_set(deployment_id)])
+        if deployment_id != request.deployment_id:
+            workflow.upsert_search_attributes([sa.DEPLOYMENT_ID.value_set(deployment_id)])
         return deployment_id
+
+    async def _reject(self, rejection: ApplicationError) -> None:
+        errors = rejection.details[0] if rejection.details else []
+        data = RejectDeploymentInput(workflow.info().workflow_id, rejection.message, errors)
+        await self._call("reject_deployment", data, None, DB_STEP)
+        self._set_status("failed")
 
     async def _provision(
         self, request: DeployRequest, deployment_id: int, deployment: ValidatedDeployment

@@ -1,11 +1,9 @@
 """Scenario 2: latency of POST /api/deployments vs a bare start from the same client process.
 
-At each client concurrency the three kinds run in blocks, in rotating order, so that a drift of
+At each client concurrency the two kinds run in blocks, in rotating order, so that a drift of
 the machine weighs on each alike:
-- `api`: POST /api/deployments (validation, update-with-start, answer with the new row);
-- `bare_start`: `start_workflow` of the bare workflow (returns once the server has it);
-- `bare_uws`: update-with-start of the bare workflow, whose update completes after the no-op
-  validate and create steps (what the API's update waits for, minus the database).
+- `api`: POST /api/deployments (validation, the row, `start_workflow`, answer with the row);
+- `bare_start`: `start_workflow` of the bare workflow (returns once the server has it).
 Every launched run is held (no callback, no signals) so that only the launch is measured; the
 held runs are terminated at the end.
 """
@@ -18,8 +16,6 @@ import uuid
 from typing import Any
 
 import asyncpg
-from temporalio.client import WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from bench.baseline import BASELINE_TASK_QUEUE, BareInput, BareWorkflow
@@ -27,7 +23,7 @@ from bench.context import BenchContext, run_pool
 from bench.runner import HOLD_PREFIX
 from bench.stats import percentile
 
-KINDS = ("api", "bare_start", "bare_uws")
+KINDS = ("api", "bare_start")
 
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
@@ -48,22 +44,7 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         held.append(workflow_id)
         block_ids.append(workflow_id)
 
-    async def bare_uws(i: int) -> None:
-        workflow_id = f"bare-hold-{uuid.uuid4()}"
-        start = WithStartWorkflowOperation(
-            BareWorkflow.run,
-            BareInput(hold=True),
-            id=workflow_id,
-            task_queue=BASELINE_TASK_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
-        await ctx.temporal.execute_update_with_start_workflow(
-            BareWorkflow.created, start_workflow_operation=start
-        )
-        held.append(workflow_id)
-        block_ids.append(workflow_id)
-
-    calls = {"api": api, "bare_start": bare_start, "bare_uws": bare_uws}
+    calls = {"api": api, "bare_start": bare_start}
     conn = await ctx.raw()
     try:
         for concurrency, total in zip(
@@ -98,9 +79,7 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
     top = max(ctx.config.launch_concurrency)
     figures["launch_p99_ms"] = figures[f"launch_c{top}_api_p99_ms"]
     figures["baseline_start_p99_ms"] = figures[f"launch_c{top}_bare_start_p99_ms"]
-    figures["baseline_uws_p99_ms"] = figures[f"launch_c{top}_bare_uws_p99_ms"]
     figures["launch_p99_ratio"] = figures["launch_p99_ms"] / figures["baseline_start_p99_ms"]
-    figures["launch_p99_ratio_vs_uws"] = figures["launch_p99_ms"] / figures["baseline_uws_p99_ms"]
     figures["launch_top_concurrency"] = top
     figures["launch_concurrency_levels"] = list(ctx.config.launch_concurrency)
     return figures

@@ -149,6 +149,115 @@ async def test_same_idempotency_key_returns_the_same_deployment_and_starts_nothi
     assert (await _counts(sessionmaker))[0] == 2
 
 
+async def test_a_key_reused_for_another_deployment_is_409_and_changes_nothing(
+    api: httpx.AsyncClient,
+    worker: None,
+    client: Client,
+    make_user: Any,
+    make_template: Any,
+    sessionmaker: SessionMaker,
+) -> None:
+    alice = await make_user("operator")
+    body = {"template_id": await make_template(), "deployment_name": "pg-one"}
+    headers = {**alice.headers, "Idempotency-Key": "form-77"}
+    first = await api.post("/api/deployments", json=body, headers=headers)
+    assert first.status_code == 201
+    before = await _counts(sessionmaker)
+    other = await api.post(
+        "/api/deployments", json={**body, "deployment_name": "pg-two"}, headers=headers
+    )
+    assert other.status_code == 409
+    assert "Idempotency-Key" in other.json()["detail"]
+    assert await _counts(sessionmaker) == before
+    assert await _workflows_of(client, alice.username) == 1
+
+
+async def test_one_key_sent_many_times_at_once_makes_one_deployment(
+    api: httpx.AsyncClient,
+    worker: None,
+    client: Client,
+    make_user: Any,
+    make_template: Any,
+) -> None:
+    import asyncio
+
+    alice = await make_user("operator")
+    body = {"template_id": await make_template(), "deployment_name": "pg-one"}
+    headers = {**alice.headers, "Idempotency-Key": "double-click"}
+    answers = await asyncio.gather(
+        *(api.post("/api/deployments", json=body, headers=headers) for _ in range(5))
+    )
+    assert [a.status_code for a in answers] == [201] * 5
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert await _workflows_of(client, alice.username) == 1
+
+
+async def test_a_key_whose_earlier_request_failed_is_409_not_a_second_run(
+    api: httpx.AsyncClient,
+    worker: None,
+    client: Client,
+    settings: Any,
+    make_user: Any,
+    make_template: Any,
+    sessionmaker: SessionMaker,
+) -> None:
+    """A run for this key already ended without recording a deployment: the key is spent."""
+    from temporalio.client import WorkflowFailureError
+
+    from api.launch import workflow_id_for
+    from workflows.contracts import DeployRequest, DiskOverride
+    from workflows.deploy import DeployWorkflow
+
+    alice = await make_user("operator")
+    template_id = await make_template()
+    refused = DeployRequest(
+        user_id=alice.id,
+        username=alice.username,
+        template_id=template_id,
+        deployment_name="pg-one",
+        disk_overrides=[DiskOverride("/etc", size_gb=1)],
+    )
+    handle = await client.start_workflow(
+        DeployWorkflow.run,
+        refused,
+        id=workflow_id_for(alice, "spent-key"),
+        task_queue=settings.temporal_task_queue,
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    body = {"template_id": template_id, "deployment_name": "pg-one"}
+    headers = {**alice.headers, "Idempotency-Key": "spent-key"}
+    response = await api.post("/api/deployments", json=body, headers=headers)
+    assert response.status_code == 409
+    assert "new key" in response.json()["detail"]
+    assert await _counts(sessionmaker) == (0, 0, 0)
+
+
+class _TemporalDown:
+    async def start_workflow(self, *args: Any, **kwargs: Any) -> None:
+        from temporalio.service import RPCError, RPCStatusCode
+
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+
+async def test_temporal_down_is_503_and_leaves_no_deployment_behind(
+    settings: Any, make_user: Any, make_template: Any, sessionmaker: SessionMaker
+) -> None:
+    from api.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        app.state.temporal = _TemporalDown()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            alice = await make_user("operator")
+            body = {"template_id": await make_template(), "deployment_name": "pg-one"}
+            response = await http.post("/api/deployments", json=body, headers=alice.headers)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert await _counts(sessionmaker) == (0, 0, 0)
+
+
 async def test_detail_has_the_seed_fields_and_a_temporal_link(
     api: httpx.AsyncClient, worker: None, make_user: Any, make_template: Any
 ) -> None:

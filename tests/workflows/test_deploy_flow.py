@@ -261,6 +261,65 @@ async def test_workflow_rejects_invalid_input_itself_and_writes_nothing(
     await save_history(client, workflow_id, "rejected")
 
 
+async def test_a_recorded_deployment_the_workflow_refuses_ends_failed_with_the_errors(
+    worker: None,
+    client: Client,
+    settings: Settings,
+    make_user: Any,
+    make_template: Any,
+    sessionmaker: SessionMaker,
+) -> None:
+    """The API recorded the row, then the template changed under it: the workflow's own check
+    refuses, and the deployment ends `failed` with the field errors instead of staying pending."""
+    import uuid
+
+    import pytest
+    from temporalio.client import WorkflowFailureError
+
+    from db.repository import insert_deployment, load_template_snapshot
+    from domain.validation import validate_deployment
+    from workflows.contracts import DeployRequest, DiskOverride
+
+    operator = await make_user("operator")
+    request = DeployRequest(
+        user_id=operator.id,
+        username=operator.username,
+        template_id=await make_template(),
+        deployment_name="pg-one",
+    )
+    workflow_id = f"deployment-{uuid.uuid4()}"
+    async with sessionmaker.begin() as session:
+        deployment = validate_deployment(
+            await load_template_snapshot(session, request.template_id), request
+        )
+        request.deployment_id = await insert_deployment(
+            session,
+            workflow_id=workflow_id,
+            user_id=operator.id,
+            deployment_name="pg-one",
+            deployment=deployment,
+        )
+    # What the workflow sees is no longer valid (an override the template refuses).
+    request.disk_overrides = [DiskOverride("/etc", size_gb=1)]
+    handle = await client.start_workflow(
+        DeployWorkflow.run, request, id=workflow_id, task_queue=settings.temporal_task_queue
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    async with sessionmaker() as session:
+        row = await session.get(Deployment, request.deployment_id)
+        assert row is not None and row.status == "failed"
+        result = await session.scalar(
+            select(DeploymentHistory).where(
+                DeploymentHistory.deployment_id == row.id, DeploymentHistory.event_key == "result"
+            )
+        )
+    assert result is not None and result.status == "failed"
+    assert result.details["errors"][0]["loc"] == ["body", "disk_allocations", 0, "mount_point"]
+    assert await handle.query(DeployWorkflow.status) == "failed"
+    await save_history(client, workflow_id, "rejected_after_recorded")
+
+
 async def test_variables_ansible_would_obey_fail_the_deployment_before_anything_runs(
     api: httpx.AsyncClient,
     worker: None,
