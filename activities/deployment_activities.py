@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -13,6 +13,7 @@ from db.models import Deployment, DiskAllocation
 from db.repository import (
     DuplicateDeploymentName,
     insert_deployment,
+    insert_disks,
     load_template_snapshot,
     record_step,
 )
@@ -92,20 +93,29 @@ class DeploymentActivities:
 
     @activity.defn
     async def clone_disk_allocations(self, data: CloneDisksInput) -> None:
-        """Copy the validated template disks (overrides applied) once; the template is untouched."""
+        """Record the disks step; copy the validated disks unless the create step did.
+
+        Runs started by an older API create the row without its disks, so they are cloned here.
+        """
         async with self._sessionmaker.begin() as session:
-            disks = [dataclasses.asdict(disk) for disk in data.disks]
-            details = {"disks": [f"{d['mount_point']} {d['size_gb']}G" for d in disks]}
+            disks = [f"{d.mount_point} {d.size_gb}G" for d in data.disks]
             message = f"{len(disks)} disk allocation(s) cloned from the template"
             if not await record_step(
-                session, data.deployment_id, "disks_allocated", "provisioning", message, details
+                session,
+                data.deployment_id,
+                "disks_allocated",
+                "provisioning",
+                message,
+                {"disks": disks},
             ):
                 return
-            if disks:
-                await session.execute(
-                    insert(DiskAllocation),
-                    [{"deployment_id": data.deployment_id, **d} for d in disks],
-                )
+            cloned = await session.scalar(
+                select(DiskAllocation.id)
+                .where(DiskAllocation.deployment_id == data.deployment_id)
+                .limit(1)
+            )
+            if cloned is None:
+                await insert_disks(session, data.deployment_id, data.disks)
 
     @activity.defn
     async def record_pipeline_triggered(self, data: RecordTriggeredInput) -> None:

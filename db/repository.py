@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import ARRAY, String, func, literal, update
@@ -14,6 +15,7 @@ from db.models import (
     STATUS_ORDER,
     Deployment,
     DeploymentHistory,
+    DiskAllocation,
     Template,
     status_rank,
 )
@@ -60,6 +62,7 @@ async def insert_deployment(
         ) from None
     if deployment_id is None:
         return None
+    await insert_disks(session, deployment_id, deployment.disks)
     await add_history(
         session,
         deployment_id,
@@ -101,6 +104,14 @@ async def load_template_snapshot(
             for d in template.disk_allocations
         ],
     )
+
+
+async def insert_disks(session: AsyncSession, deployment_id: int, disks: list[DiskSpec]) -> None:
+    if disks:
+        await session.execute(
+            insert(DiskAllocation),
+            [{"deployment_id": deployment_id, **dataclasses.asdict(disk)} for disk in disks],
+        )
 
 
 async def add_history(

@@ -81,6 +81,32 @@ async def test_every_step_twice_writes_once(
         assert list(sizes) == [20, 8]
 
 
+async def test_a_row_created_without_its_disks_gets_them_cloned_once(
+    validated: tuple[DeploymentActivities, DeployRequest, ValidatedDeployment],
+    sessionmaker: SessionMaker,
+) -> None:
+    """Runs started before the create step wrote the disks still get them, exactly once."""
+    activities, request, deployment = validated
+    async with sessionmaker.begin() as session:
+        row = Deployment(
+            user_id=request.user_id,
+            template_id=deployment.template_id,
+            deployment_name="pg-old",
+            status="pending",
+            configuration={},
+            workflow_id="wf-old",
+        )
+        session.add(row)
+    env = ActivityEnvironment()
+    clone = CloneDisksInput(row.id, deployment.disks)
+    await env.run(activities.clone_disk_allocations, clone)
+    await env.run(activities.clone_disk_allocations, clone)
+    assert await _count(sessionmaker, DiskAllocation) == 2
+    async with sessionmaker() as session:
+        status = await session.scalar(select(Deployment.status).where(Deployment.id == row.id))
+    assert status == "provisioning"
+
+
 async def test_duplicate_name_from_another_workflow_is_a_permanent_refusal(
     validated: tuple[DeploymentActivities, DeployRequest, ValidatedDeployment],
 ) -> None:
