@@ -53,7 +53,7 @@ class DeploymentActivities:
         """
         async with self._sessionmaker.begin() as session:
             try:
-                deployment_id = await insert_deployment(
+                new = await insert_deployment(
                     session,
                     workflow_id=data.workflow_id,
                     user_id=data.user_id,
@@ -62,12 +62,12 @@ class DeploymentActivities:
                 )
             except DuplicateDeploymentName as exc:
                 raise ApplicationError(str(exc), type=DUPLICATE_NAME, non_retryable=True) from None
-            if deployment_id is not None:
+            if new is not None:
                 activity.logger.info(
                     "deployment created",
-                    extra={"deployment_id": deployment_id, "workflow_id": data.workflow_id},
+                    extra={"deployment_id": new.id, "workflow_id": data.workflow_id},
                 )
-                return deployment_id
+                return new.id
             deployment_id = await session.scalar(
                 select(Deployment.id).where(Deployment.workflow_id == data.workflow_id)
             )

@@ -8,8 +8,10 @@ create step writes the row. The workflow validates again: it is the authority.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +24,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api.deployment_reads import deployment_detail
 from api.errors import Conflict, ValidationFailed
 from api.schemas import DeploymentCreate
 from db.models import Deployment, User
@@ -61,12 +64,13 @@ async def launch_deployment(
     user: User,
     body: DeploymentCreate,
     idempotency_key: str | None,
-) -> int:
-    """Return the id of the deployment this request created (or created before, same key)."""
+) -> dict[str, Any]:
+    """The detail row of the deployment this request created (or created before, same key)."""
     workflow_id = workflow_id_for(user, idempotency_key)
-    existing = await _existing(session, workflow_id, body)
-    if existing is not None:
-        return existing
+    if idempotency_key is not None:  # a fresh uuid names no earlier deployment
+        existing = await _existing(session, workflow_id, body)
+        if existing is not None:
+            return await _detail_of(session, user, existing)
 
     request = _request(body, user, settings)
     try:
@@ -76,7 +80,7 @@ async def launch_deployment(
     except DeploymentValidationError as exc:
         raise ValidationFailed(exc.errors) from None
     try:
-        deployment_id = await insert_deployment(
+        new = await insert_deployment(
             session,
             workflow_id=workflow_id,
             user_id=user.id,
@@ -85,9 +89,9 @@ async def launch_deployment(
         )
     except DuplicateDeploymentName as exc:
         raise Conflict(str(exc)) from None
-    if deployment_id is None:  # the same key, sent twice at once: the other request won
-        return await _existing_or_conflict(session, workflow_id, body)
-    request.deployment_id = deployment_id
+    if new is None:  # the same key, sent twice at once: the other request won
+        return await _earlier(session, user, workflow_id, body)
+    request.deployment_id = new.id
     try:
         await temporal.start_workflow(
             DeployWorkflow.run,
@@ -97,15 +101,38 @@ async def launch_deployment(
             # Running: an earlier attempt with this key started it and then lost its row.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=_search_attributes(user, deployment_id, deployment),
+            search_attributes=_search_attributes(user, new.id, deployment),
         )
     except WorkflowAlreadyStartedError:
         # That earlier run is over: its deployment is the answer, if it recorded one.
         await session.rollback()
         await session.refresh(user)  # the rollback expired it; the response still reads it
-        return await _existing_or_conflict(session, workflow_id, body)
+        return await _earlier(session, user, workflow_id, body)
     await session.commit()
-    return deployment_id
+    # Everything the detail view shows is in hand: no need to read it back.
+    return {
+        "id": new.id,
+        "deployment_name": body.deployment_name,
+        "status": "pending",
+        "template_id": deployment.template_id,
+        "template_name": deployment.template_name,
+        "user_id": user.id,
+        "username": user.username,
+        "workflow_id": workflow_id,
+        "created_at": new.created_at,
+        "updated_at": new.updated_at,
+        "service_type": deployment.service_type,
+        "template_version": deployment.template_version,
+        "configuration": deployment.configuration,
+        "jenkins_job_id": None,
+        "disk_allocations": [dataclasses.asdict(disk) for disk in deployment.disks],
+    }
+
+
+async def _detail_of(session: AsyncSession, user: User, deployment_id: int) -> dict[str, Any]:
+    row = await deployment_detail(session, user, deployment_id)
+    assert row is not None  # the caller's own deployment, just found
+    return row
 
 
 def _search_attributes(
@@ -141,10 +168,11 @@ async def _existing(session: AsyncSession, workflow_id: str, body: DeploymentCre
     return int(row.id)
 
 
-async def _existing_or_conflict(
-    session: AsyncSession, workflow_id: str, body: DeploymentCreate
-) -> int:
+async def _earlier(
+    session: AsyncSession, user: User, workflow_id: str, body: DeploymentCreate
+) -> dict[str, Any]:
+    """The detail of what an earlier request with this key created; 409 if it created none."""
     existing = await _existing(session, workflow_id, body)
     if existing is None:
         raise Conflict("this Idempotency-Key was used for a request that failed; use a new key")
-    return existing
+    return await _detail_of(session, user, existing)

@@ -169,6 +169,7 @@ def table(figures: dict[str, Any], holds: dict[str, bool]) -> str:
                     )
                 )
         rows.append(Row("  HTTP floor: GET /docs p50", f("read_http_floor_p50_ms"), nan, "ms"))
+        rows.append(Row("  same, through httpx", f("read_httpx_floor_p50_ms"), nan, "ms"))
         rows.append(Row("  seq scans on big tables (plans)", f("seq_scans"), nan, "count"))
         rows.append(Row("  seq scans observed (pg_stat)", f("seq_scans_observed"), nan, "count"))
     if "callback_events_per_s" in figures:

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, String, func, literal, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    column,
+    func,
+    literal,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +30,7 @@ from db.models import (
     DeploymentHistory,
     DiskAllocation,
     Template,
+    TemplateDiskAllocation,
     status_rank,
 )
 from domain.validation import TemplateSnapshot
@@ -27,6 +41,64 @@ class DuplicateDeploymentName(Exception):
     """The user already has a deployment of this name."""
 
 
+@dataclasses.dataclass
+class NewDeployment:
+    id: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# The disks arrive as one JSON array, so that one statement text serves any number of them.
+_DISK_ROWS = (
+    func.jsonb_to_recordset(bindparam("disks", type_=JSONB))
+    .table_valued(
+        column("disk_type", String),
+        column("size_gb", Integer),
+        column("mount_point", String),
+        column("volume_group", String),
+        column("logical_volume", String),
+        column("filesystem_type", String),
+        column("allocation_params", JSONB),
+    )
+    .render_derived(name="disk", with_types=True)
+)
+_DISK_COLUMNS = [c.name for c in _DISK_ROWS.c]
+
+
+def _insert_deployment_statement(values: dict[str, Any], created: dict[str, Any]) -> Select[Any]:
+    """The deployment, its disks and its `created` row in one statement (one round trip)."""
+    new = (
+        insert(Deployment)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["workflow_id"])
+        .returning(Deployment.id, Deployment.created_at, Deployment.updated_at)
+        .cte("new_deployment")
+    )
+    disks = (
+        insert(DiskAllocation)
+        .from_select(
+            ["deployment_id", *_DISK_COLUMNS],
+            select(new.c.id, *_DISK_ROWS.c).select_from(new).join(_DISK_ROWS, true()),
+        )
+        .cte("new_disks")
+    )
+    history = (
+        insert(DeploymentHistory)
+        .from_select(
+            ["deployment_id", "event_key", "status", "message", "details"],
+            select(
+                new.c.id,
+                literal("created"),
+                literal("pending"),
+                literal("Deployment created"),
+                literal(created, JSONB),
+            ),
+        )
+        .cte("new_history")
+    )
+    return select(new.c.id, new.c.created_at, new.c.updated_at).add_cte(disks, history)
+
+
 async def insert_deployment(
     session: AsyncSession,
     *,
@@ -34,75 +106,85 @@ async def insert_deployment(
     user_id: int,
     deployment_name: str,
     deployment: ValidatedDeployment,
-) -> int | None:
-    """Insert a pending deployment and its `created` row, keyed by workflow id.
+) -> NewDeployment | None:
+    """Insert a pending deployment, its disks (the template's, overrides applied) and its
+    `created` row, keyed by workflow id.
 
     None when that workflow id already has its deployment. Raises DuplicateDeploymentName
     (the transaction is then unusable) when the user has one of that name.
     """
-    try:
-        deployment_id = await session.scalar(
-            insert(Deployment)
-            .values(
-                user_id=user_id,
-                template_id=deployment.template_id,
-                deployment_name=deployment_name,
-                status="pending",
-                configuration=deployment.configuration,
-                workflow_id=workflow_id,
-            )
-            .on_conflict_do_nothing(index_elements=["workflow_id"])
-            .returning(Deployment.id)
-        )
-    except IntegrityError as exc:
-        if "deployments_user_name_key" not in str(exc.orig):
-            raise
-        raise DuplicateDeploymentName(
-            f"a deployment named {deployment_name!r} already exists"
-        ) from None
-    if deployment_id is None:
-        return None
-    await insert_disks(session, deployment_id, deployment.disks)
-    await add_history(
-        session,
-        deployment_id,
-        "created",
-        "pending",
-        "Deployment created",
+    stmt = _insert_deployment_statement(
+        {
+            "user_id": user_id,
+            "template_id": deployment.template_id,
+            "deployment_name": deployment_name,
+            "status": "pending",
+            "configuration": deployment.configuration,
+            "workflow_id": workflow_id,
+        },
         {
             "template": deployment.template_name,
             "template_version": deployment.template_version,
             "workflow_id": workflow_id,
         },
     )
-    return deployment_id
+    disks = [dataclasses.asdict(disk) for disk in deployment.disks]
+    connection = await session.connection()  # Core: no ORM bookkeeping for a plain insert
+    try:
+        row = (await connection.execute(stmt, {"disks": disks})).one_or_none()
+    except IntegrityError as exc:
+        if "deployments_user_name_key" not in str(exc.orig):
+            raise
+        raise DuplicateDeploymentName(
+            f"a deployment named {deployment_name!r} already exists"
+        ) from None
+    return None if row is None else NewDeployment(row.id, row.created_at, row.updated_at)
+
+
+def _template_disks_json() -> Any:
+    disk = TemplateDiskAllocation
+    row = func.json_build_object(
+        "disk_type", disk.disk_type,
+        "size_gb", disk.size_gb,
+        "mount_point", disk.mount_point,
+        "volume_group", disk.volume_group,
+        "logical_volume", disk.logical_volume,
+        "filesystem_type", disk.filesystem_type,
+        "allocation_params", disk.allocation_params,
+    )  # fmt: skip
+    return (
+        select(
+            func.coalesce(func.json_agg(aggregate_order_by(row, disk.id)), func.json_build_array())
+        )
+        .where(disk.template_id == Template.id)
+        .scalar_subquery()
+    )
 
 
 async def load_template_snapshot(
     session: AsyncSession, template_id: int
 ) -> TemplateSnapshot | None:
-    template = await session.get(Template, template_id)
-    if template is None:
+    """The template and its disks, read in one statement."""
+    stmt = select(
+        Template.id,
+        Template.name,
+        Template.version,
+        Template.service_type,
+        Template.is_active,
+        Template.configuration,
+        _template_disks_json().label("disks"),
+    ).where(Template.id == template_id)
+    row = (await (await session.connection()).execute(stmt)).one_or_none()
+    if row is None:
         return None
     return TemplateSnapshot(
-        id=template.id,
-        name=template.name,
-        version=template.version,
-        service_type=template.service_type,
-        is_active=template.is_active,
-        configuration=dict(template.configuration),
-        disks=[
-            DiskSpec(
-                disk_type=d.disk_type,
-                size_gb=d.size_gb,
-                mount_point=d.mount_point,
-                volume_group=d.volume_group,
-                logical_volume=d.logical_volume,
-                filesystem_type=d.filesystem_type,
-                allocation_params=dict(d.allocation_params),
-            )
-            for d in template.disk_allocations
-        ],
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        service_type=row.service_type,
+        is_active=row.is_active,
+        configuration=dict(row.configuration),
+        disks=[DiskSpec(**disk) for disk in row.disks],
     )
 
 

@@ -31,6 +31,10 @@ async def _detail(session: Any, settings: Settings, user: User, deployment_id: i
     row = await deployment_detail(session, user, deployment_id)
     if row is None:
         raise NotFound("deployment not found")
+    return _with_link(row, settings)
+
+
+def _with_link(row: dict[str, Any], settings: Settings) -> DeploymentDetail:
     ui = settings.temporal_ui_url.rstrip("/")
     row["temporal_url"] = (
         f"{ui}/namespaces/{settings.temporal_namespace}/workflows/{row['workflow_id']}"
@@ -51,10 +55,8 @@ async def create_deployment(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> DeploymentDetail:
-    deployment_id = await launch_deployment(
-        session, temporal, settings, user, body, idempotency_key
-    )
-    return await _detail(session, settings, user, deployment_id)  # type: ignore[no-any-return]
+    row = await launch_deployment(session, temporal, settings, user, body, idempotency_key)
+    return _with_link(row, settings)
 
 
 @router.get("/api/deployments")

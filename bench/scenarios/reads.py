@@ -6,8 +6,10 @@ first page of the list, a deep page (a cursor half-way down the operator's deplo
 history. The baseline runs the very statement the API sends (captured from
 `api.deployment_reads` and compiled for asyncpg, so the same text and parameters) on one
 asyncpg connection of the same client process. API and raw calls alternate request by request.
-`read_http_floor_p50_ms` is GET /docs on the same API (no database, no auth): what uvicorn and
-FastAPI alone cost per request here, which no change to the SQL can remove.
+The API is timed through `bench.lean_http` (see there why not httpx). `read_http_floor_p50_ms`
+is GET /docs on the same API (no database, no auth): what uvicorn and FastAPI alone cost per
+request here, which no change to the SQL can remove; `read_httpx_floor_p50_ms` is the same
+request through httpx, to show what the client library alone would add.
 
 Plans: EXPLAIN ANALYZE of each statement (the custom plan) and EXPLAIN (GENERIC_PLAN) (what a
 prepared statement may switch to); `seq_scans` counts sequential scans of the big tables in
@@ -32,6 +34,7 @@ from api import deployment_reads
 from api.security import hash_password
 from bench import bulk
 from bench.context import BenchContext
+from bench.lean_http import LeanHTTP
 from bench.stats import percentile
 
 BIG_TABLES = ("deployments", "disk_allocations", "deployment_history")
@@ -123,6 +126,7 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
     cfg = ctx.config
     reader = SimpleNamespace(id=ctx.operator_id, role="operator")
     conn = await ctx.raw()
+    lean = LeanHTTP(ctx.stack.api_url)
     try:
         loaded = await bulk.load(
             conn,
@@ -195,17 +199,19 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
                 statements[name].append((url, sql, params))
 
         plans = {name: await _explain(conn, *items[0][1:]) for name, items in statements.items()}
+        await lean.connect()
 
         # Warm both paths (the API's prepared statements, the raw connection's, the caches).
         for items in statements.values():
             for url, sql, params in items[: min(20, requests)]:
-                (await ctx.http.get(url, headers=ctx.operator)).raise_for_status()
+                await lean.get_json(url, headers=ctx.operator)
                 await conn.fetch(sql, *params)
 
         seq_before = await _seq_scan_counts(conn)
         api_ms: dict[str, list[float]] = {name: [] for name in statements}
         raw_ms: dict[str, list[float]] = {name: [] for name in statements}
         floor_ms: list[float] = []
+        httpx_floor_ms: list[float] = []
         rows_mismatch = 0
         with ctx.profile("reads"):
             async with ctx.monitor("api", "postgres") as monitor:
@@ -216,11 +222,12 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
                         for side in order:
                             started = time.perf_counter()
                             if side == "api":
-                                response = await ctx.http.get(url, headers=ctx.operator)
+                                status, raw_body = await lean.get(url, headers=ctx.operator)
                                 elapsed = time.perf_counter() - started
-                                response.raise_for_status()
+                                if status != 200:
+                                    raise RuntimeError(f"GET {url}: HTTP {status}")
                                 api_ms[name].append(1000 * elapsed)
-                                body = response.json()
+                                body = json.loads(raw_body)
                             else:
                                 rows = await conn.fetch(sql, *params)
                                 raw_ms[name].append(1000 * (time.perf_counter() - started))
@@ -233,12 +240,16 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
                         rows_mismatch += got != want
                     # The HTTP floor: FastAPI's static docs page, no database, no auth.
                     started = time.perf_counter()
-                    (await ctx.http.get("/docs")).raise_for_status()
+                    status, _ = await lean.get("/docs")
                     floor_ms.append(1000 * (time.perf_counter() - started))
+                    started = time.perf_counter()
+                    (await ctx.http.get("/docs")).raise_for_status()
+                    httpx_floor_ms.append(1000 * (time.perf_counter() - started))
         await asyncio.sleep(STATS_FLUSH_S if requests >= 100 else 0)
         seq_after = await _seq_scan_counts(conn)
     finally:
         await conn.close()
+        lean.close()
     ctx.stack.check_alive()
 
     figures: dict[str, Any] = {
@@ -255,6 +266,7 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         "seq_scans": sum(p["seq_scans"] for p in plans.values()),
         "seq_scans_observed": seq_after - seq_before,
         "read_http_floor_p50_ms": percentile(floor_ms, 50),
+        "read_httpx_floor_p50_ms": percentile(httpx_floor_ms, 50),
     }
     ratios = []
     for name in statements:

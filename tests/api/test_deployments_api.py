@@ -258,6 +258,25 @@ async def test_temporal_down_is_503_and_leaves_no_deployment_behind(
     assert await _counts(sessionmaker) == (0, 0, 0)
 
 
+async def test_the_201_is_what_a_get_then_returns(
+    api: httpx.AsyncClient, make_user: Any, make_template: Any
+) -> None:
+    """The POST answers from what it wrote, without reading back: it must match the read."""
+    alice = await make_user("operator")
+    body = {
+        "template_id": await make_template(),
+        "deployment_name": "pg-one",
+        "configuration": {"max_connections": 250},
+        "disk_allocations": [{"mount_point": "/data/pgwal", "size_gb": 8}],
+    }
+    created = await api.post("/api/deployments", json=body, headers=alice.headers)
+    assert created.status_code == 201
+    # No worker polls this test's queue: the deployment stays as the POST left it.
+    read = await api.get(f"/api/deployments/{created.json()['id']}", headers=alice.headers)
+    assert read.json() == created.json()
+    assert [d["size_gb"] for d in created.json()["disk_allocations"]] == [20, 8]
+
+
 async def test_detail_has_the_seed_fields_and_a_temporal_link(
     api: httpx.AsyncClient, worker: None, make_user: Any, make_template: Any
 ) -> None:

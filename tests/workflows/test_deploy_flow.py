@@ -292,13 +292,15 @@ async def test_a_recorded_deployment_the_workflow_refuses_ends_failed_with_the_e
         deployment = validate_deployment(
             await load_template_snapshot(session, request.template_id), request
         )
-        request.deployment_id = await insert_deployment(
+        new = await insert_deployment(
             session,
             workflow_id=workflow_id,
             user_id=operator.id,
             deployment_name="pg-one",
             deployment=deployment,
         )
+    assert new is not None
+    request.deployment_id = new.id
     # What the workflow sees is no longer valid (an override the template refuses).
     request.disk_overrides = [DiskOverride("/etc", size_gb=1)]
     handle = await client.start_workflow(
