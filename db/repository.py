@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     bindparam,
     column,
+    exists,
     func,
     literal,
     select,
@@ -196,16 +197,10 @@ async def insert_disks(session: AsyncSession, deployment_id: int, disks: list[Di
         )
 
 
-async def add_history(
-    session: AsyncSession,
-    deployment_id: int,
-    event_key: str,
-    status: str,
-    message: str,
-    details: dict[str, Any] | None = None,
-) -> bool:
-    """Insert one history row unless its event key is already there. True when it was new."""
-    stmt = (
+def _new_history(
+    deployment_id: int, event_key: str, status: str, message: str, details: dict[str, Any] | None
+) -> Any:
+    return (
         insert(DeploymentHistory)
         .values(
             deployment_id=deployment_id,
@@ -217,17 +212,13 @@ async def add_history(
         .on_conflict_do_nothing(constraint="deployment_history_event_key")
         .returning(DeploymentHistory.id)
     )
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
-async def advance_status(session: AsyncSession, deployment_id: int, status: str) -> bool:
-    """Move a deployment forward to `status`; never backwards, never out of a final status.
+def _advance(deployment_id: int, status: str) -> Any:
+    """UPDATE a deployment forward to `status`; never backwards, never out of a final status.
 
-    One conditional UPDATE: its row lock orders concurrent writers, and the condition is
-    re-checked on the locked row, so no separate SELECT ... FOR UPDATE is needed."""
-    current_rank = func.array_position(
-        literal(list(STATUS_ORDER), ARRAY(String)), Deployment.status
-    )
+    The row lock of the UPDATE orders concurrent writers and its condition is re-checked on the
+    locked row, so no separate SELECT ... FOR UPDATE is needed."""
     stmt = (
         update(Deployment)
         .where(Deployment.id == deployment_id, Deployment.status.not_in(FINAL_STATUSES))
@@ -235,9 +226,31 @@ async def advance_status(session: AsyncSession, deployment_id: int, status: str)
         .returning(Deployment.id)
     )
     if status not in FINAL_STATUSES:
+        current_rank = func.array_position(
+            literal(list(STATUS_ORDER), ARRAY(String)), Deployment.status
+        )
         # array_position counts from 1, status_rank from 0.
         stmt = stmt.where(current_rank < status_rank(status) + 1)
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
+    return stmt
+
+
+async def add_history(
+    session: AsyncSession,
+    deployment_id: int,
+    event_key: str,
+    status: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+) -> bool:
+    """Insert one history row unless its event key is already there. True when it was new."""
+    stmt = _new_history(deployment_id, event_key, status, message, details)
+    return (await (await session.connection()).execute(stmt)).scalar_one_or_none() is not None
+
+
+async def advance_status(session: AsyncSession, deployment_id: int, status: str) -> bool:
+    """Move a deployment forward to `status` (see `_advance`). True when it moved."""
+    stmt = _advance(deployment_id, status)
+    return (await (await session.connection()).execute(stmt)).scalar_one_or_none() is not None
 
 
 async def record_step(
@@ -248,8 +261,10 @@ async def record_step(
     message: str,
     details: dict[str, Any] | None = None,
 ) -> bool:
-    """A step's status change and its history row, once per event key. True when it was new."""
-    if not await add_history(session, deployment_id, event_key, status, message, details):
-        return False
-    await advance_status(session, deployment_id, status)
-    return True
+    """A step's status change and its history row, once per event key. True when it was new.
+
+    One statement: the UPDATE runs only if the history row was inserted."""
+    history = _new_history(deployment_id, event_key, status, message, details).cte("step")
+    advanced = _advance(deployment_id, status).where(exists(select(history.c.id))).cte("moved")
+    stmt = select(select(history.c.id).scalar_subquery()).add_cte(advanced)
+    return (await (await session.connection()).execute(stmt)).scalar() is not None
