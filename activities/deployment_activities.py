@@ -17,7 +17,7 @@ from db.repository import (
     load_template_snapshot,
     record_step,
 )
-from db.session import SessionMaker
+from db.session import SessionMaker, create_autocommit_sessionmaker
 from domain.validation import DeploymentValidationError, validate_deployment
 from workflows.contracts import (
     CloneDisksInput,
@@ -33,10 +33,12 @@ from workflows.contracts import (
 class DeploymentActivities:
     def __init__(self, sessionmaker: SessionMaker) -> None:
         self._sessionmaker = sessionmaker
+        # For steps of one statement: it commits by itself, so BEGIN and COMMIT are saved.
+        self._one_statement = create_autocommit_sessionmaker(sessionmaker.kw["bind"])
 
     @activity.defn
     async def validate_deployment(self, request: DeployRequest) -> ValidatedDeployment:
-        async with self._sessionmaker() as session:
+        async with self._one_statement() as session:
             template = await load_template_snapshot(session, request.template_id)
         try:
             return validate_deployment(template, request)
@@ -137,7 +139,7 @@ class DeploymentActivities:
     @activity.defn
     async def record_pipeline_run(self, data: RecordTriggeredInput) -> None:
         """The run's new reference (a Jenkins queue item became build N)."""
-        async with self._sessionmaker.begin() as session:
+        async with self._one_statement() as session:
             await session.execute(
                 update(Deployment)
                 .where(Deployment.id == data.deployment_id)
@@ -146,7 +148,7 @@ class DeploymentActivities:
 
     @activity.defn
     async def record_step(self, data: RecordStepInput) -> None:
-        async with self._sessionmaker.begin() as session:
+        async with self._one_statement() as session:
             await record_step(
                 session, data.deployment_id, data.event_key, data.status, data.message, data.details
             )

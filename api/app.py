@@ -11,7 +11,7 @@ from temporalio.client import Client
 from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handler
 from api.routes import auth, callbacks, deployments, events, health, templates, ui, users
-from db.session import create_engine, create_read_sessionmaker, create_sessionmaker
+from db.session import create_autocommit_sessionmaker, create_engine, create_sessionmaker
 from settings import Settings, get_settings
 
 
@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url, pool_size=10, max_overflow=20)
         app.state.settings = settings
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.read_sessionmaker = create_read_sessionmaker(engine)
+        app.state.read_sessionmaker = create_autocommit_sessionmaker(engine)
         app.state.temporal = await Client.connect(
             settings.temporal_address, namespace=settings.temporal_namespace
         )

@@ -32,7 +32,12 @@ from db.repository import DuplicateDeploymentName, insert_deployment, load_templ
 from domain.validation import DeploymentValidationError, validate_deployment
 from settings import Settings
 from workflows import search_attributes as sa
-from workflows.contracts import DeployRequest, DiskOverride, ValidatedDeployment
+from workflows.contracts import (
+    CURRENT_FLOW_VERSION,
+    DeployRequest,
+    DiskOverride,
+    ValidatedDeployment,
+)
 from workflows.deploy import DeployWorkflow
 
 
@@ -54,6 +59,7 @@ def _request(body: DeploymentCreate, user: User, settings: Settings) -> DeployRe
         disk_overrides=[DiskOverride(**d.model_dump()) for d in body.disk_allocations],
         default_callback_timeout_s=settings.default_callback_timeout_s,
         poll_interval_s=settings.pipeline_poll_interval_s,
+        flow_version=CURRENT_FLOW_VERSION,
     )
 
 

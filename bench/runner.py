@@ -9,18 +9,22 @@ milestone signals included) with no playbook time in between.
 Deployments whose name starts with HOLD_PREFIX get no callback: they stay `queued`, for the
 launch-latency and callback-ingestion scenarios, which drive them themselves.
 
+It sends with the standard library (as the plugin does), over one keep-alive connection per
+sender thread: httpx costs several times more CPU per request, and this runner's CPU counts in
+the worker's figures although no product code runs it.
+
 Used only by the bench's own worker process (`bench.worker`); never registered in
 `pipeline/factory.py`, so no product setting can select it.
 """
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-
-import httpx
+from urllib.parse import urlsplit
 
 from bench.events import event, host_stats, signed_request
 from pipeline.runner import PipelineRequest, RunRef, RunState, RunStatus
@@ -36,11 +40,7 @@ class BenchRunner:
         self._lock = threading.Lock()
         self._attempts = attempts
         self._sender = ThreadPoolExecutor(sender_threads, thread_name_prefix="bench-callback")
-        self._http = httpx.Client(
-            timeout=30,
-            # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them.
-            limits=httpx.Limits(max_connections=sender_threads * 2, keepalive_expiry=2.0),
-        )
+        self._local = threading.local()  # each sender thread's connection and its last use
 
     def find_run(self, deployment_id: int) -> RunRef | None:
         with self._lock:
@@ -66,7 +66,6 @@ class BenchRunner:
 
     def close(self) -> None:
         self._sender.shutdown(wait=False, cancel_futures=True)
-        self._http.close()
 
     # -- the run's callback ------------------------------------------------------------------
 
@@ -86,22 +85,41 @@ class BenchRunner:
         with self._lock:
             self._states[ref.job_id] = final
 
+    def _send(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        parts = urlsplit(url)
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes them.
+        if conn is not None and time.monotonic() - self._local.used > 2.0:
+            conn.close()
+            conn = None
+        if conn is None:
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+            self._local.conn = conn
+        try:
+            conn.request("POST", parts.path, body=body, headers=headers)
+            response = conn.getresponse()
+            answer = response.status, response.read()
+        except Exception:
+            conn.close()
+            self._local.conn = None
+            raise
+        self._local.used = time.monotonic()
+        return answer
+
     def _post(self, request: PipelineRequest, batch: list[dict[str, object]]) -> None:
         """Deliver one batch, retrying what the plugin retries (connection errors, 5xx, 429)."""
         delay = 0.05
         for attempt in range(1, self._attempts + 1):
             body, headers = signed_request(request.callback_token, batch)
             try:
-                response = self._http.post(request.callback_url, content=body, headers=headers)
-            except httpx.TransportError:
+                status, text = self._send(request.callback_url, body, headers)
+            except (OSError, http.client.HTTPException):
                 if attempt == self._attempts:
                     raise
             else:
-                if response.status_code < 300:
+                if status < 300:
                     return
-                if response.status_code < 500 and response.status_code != 429:
-                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
-                if attempt == self._attempts:
-                    response.raise_for_status()
+                if (status < 500 and status != 429) or attempt == self._attempts:
+                    raise RuntimeError(f"HTTP {status}: {text[:200]!r}")
             time.sleep(delay)
             delay = min(delay * 2, 2.0)

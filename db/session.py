@@ -24,10 +24,11 @@ def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def create_read_sessionmaker(engine: AsyncEngine) -> SessionMaker:
-    """Sessions for read-only requests: every statement on its own, no BEGIN and COMMIT.
+def create_autocommit_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    """Sessions where every statement commits on its own: no BEGIN and COMMIT round trips.
 
-    A view that needs more than one statement to agree must not use these."""
+    For reads of one statement and for writes of one statement; work of several statements
+    that must agree or land together needs a transaction."""
     return async_sessionmaker(
         engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
     )

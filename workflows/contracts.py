@@ -34,6 +34,14 @@ class DeployRequest:
     # Set when the API has already written the row (and the template search attributes at
     # start); runs started before that field existed leave it None and behave as they did.
     deployment_id: int | None = None
+    # The workflow code branches on this instead of patch markers, which cost every run an
+    # event and a search-attribute update. The API starts runs at CURRENT_FLOW_VERSION; a run
+    # keeps the version it started with, so replaying it takes the same branches.
+    flow_version: int = 1
+
+
+# 2: one timer per status check, kept across signals.
+CURRENT_FLOW_VERSION = 2
 
 
 @dataclass

@@ -6,6 +6,7 @@ runner library is imported into the workflow sandbox.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -62,6 +63,7 @@ class DeployWorkflow:
         self._started: PipelineStarted | None = None
         self._finished: PipelineFinished | None = None
         self._running_recorded = False
+        self._check_timer: asyncio.Future[None] | None = None
 
     @workflow.run
     async def run(self, request: DeployRequest) -> DeployResult:
@@ -197,17 +199,8 @@ class DeployWorkflow:
             if remaining <= timedelta(0):
                 await self._cancel_run(run)
                 return "timed_out", f"No result within {int(timeout.total_seconds())}s", {}
-            try:
-                await workflow.wait_condition(
-                    lambda: (
-                        self._finished is not None
-                        or (self._started is not None and not self._running_recorded)
-                    ),
-                    timeout=min(poll, remaining),
-                )
+            if not await self._wait_for_signal_or_check(min(poll, remaining), request):
                 continue
-            except TimeoutError:
-                pass
             status = await self._check_run(run)
             if status is not None and status.run is not None:
                 run = status.run
@@ -232,6 +225,31 @@ class DeployWorkflow:
                     "reason": reason,
                 },
             )
+
+    def _signal_to_handle(self) -> bool:
+        return self._finished is not None or (
+            self._started is not None and not self._running_recorded
+        )
+
+    async def _wait_for_signal_or_check(self, delay: timedelta, request: DeployRequest) -> bool:
+        """Wait for a signal to handle or for the next status check; True when the check is due.
+
+        From flow version 2 one timer serves each check across signals (before, every signal
+        cancelled the timer and the next wait started another)."""
+        if request.flow_version < 2:
+            try:
+                await workflow.wait_condition(self._signal_to_handle, timeout=delay)
+                return False
+            except TimeoutError:
+                return True
+        if self._check_timer is None:
+            self._check_timer = asyncio.ensure_future(workflow.sleep(delay))
+        timer = self._check_timer
+        await workflow.wait_condition(lambda: self._signal_to_handle() or timer.done())
+        if not timer.done():
+            return False
+        self._check_timer = None
+        return True
 
     def _outcome_of(self, finished: PipelineFinished) -> tuple[str, str, dict[str, Any]]:
         details: dict[str, Any] = {"stats": finished.stats}
