@@ -157,13 +157,10 @@ def _search_attributes(
 
 async def _existing(session: AsyncSession, workflow_id: str, body: DeploymentCreate) -> int | None:
     """The deployment an earlier request with this key created; 409 if it asked for another."""
-    row = (
-        await session.execute(
-            select(Deployment.id, Deployment.deployment_name, Deployment.template_id).where(
-                Deployment.workflow_id == workflow_id
-            )
-        )
-    ).one_or_none()
+    stmt = select(Deployment.id, Deployment.deployment_name, Deployment.template_id).where(
+        Deployment.workflow_id == workflow_id
+    )
+    row = (await (await session.connection()).execute(stmt)).one_or_none()  # Core: no ORM work
     if row is None:
         return None
     if (row.deployment_name, row.template_id) != (body.deployment_name, body.template_id):
