@@ -74,3 +74,35 @@ def test_flags_shrink_and_scale() -> None:
     assert scaled.scenarios == ["reads", "callbacks"]
     with pytest.raises(SystemExit):
         parse_args(["--scenarios", "nope"])
+
+
+async def test_lean_client_reads_keep_alive_answers_and_refuses_chunked_ones() -> None:
+    import asyncio
+
+    from bench.lean_http import LeanHTTP, LeanHTTPError
+
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            requests.append(head)
+            if b"/chunked" in head:
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            else:
+                writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{"ok": [1]}')
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = LeanHTTP(f"http://127.0.0.1:{port}")
+    await client.connect()
+    try:
+        assert await client.get_json("/a", {"Authorization": "Bearer t"}) == {"ok": [1]}
+        assert await client.get_json("/b") == {"ok": [1]}  # the same connection, kept alive
+        with pytest.raises(LeanHTTPError):
+            await client.get("/chunked")
+    finally:
+        client.close()
+        server.close()
+    assert requests[0].startswith(b"GET /a HTTP/1.1\r\n")
+    assert b"Authorization: Bearer t\r\n" in requests[0]
