@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from sqlalchemy import Select, func, select, true
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import Select, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ValidationFailed
 from db.models import Deployment, DeploymentHistory, DiskAllocation, Template, User
+from db.repository import disks_json
 
 
 def _visible(user: User) -> Any:
@@ -40,27 +40,6 @@ def _joined(*columns: Any) -> Select[Any]:
     )
 
 
-def _disks_json() -> Any:
-    """The deployment's disks as one JSON array, aggregated in the same statement."""
-    disk = DiskAllocation
-    row = func.json_build_object(
-        "disk_type", disk.disk_type,
-        "size_gb", disk.size_gb,
-        "mount_point", disk.mount_point,
-        "volume_group", disk.volume_group,
-        "logical_volume", disk.logical_volume,
-        "filesystem_type", disk.filesystem_type,
-        "allocation_params", disk.allocation_params,
-    )  # fmt: skip
-    return (
-        select(
-            func.coalesce(func.json_agg(aggregate_order_by(row, disk.id)), func.json_build_array())
-        )
-        .where(disk.deployment_id == Deployment.id)
-        .scalar_subquery()
-    )
-
-
 async def deployment_detail(
     session: AsyncSession, user: User, deployment_id: int
 ) -> dict[str, Any] | None:
@@ -70,7 +49,9 @@ async def deployment_detail(
         Template.version.label("template_version"),
         Deployment.configuration,
         Deployment.jenkins_job_id,
-        _disks_json().label("disk_allocations"),
+        disks_json(DiskAllocation, DiskAllocation.deployment_id == Deployment.id).label(
+            "disk_allocations"
+        ),
     ).where(Deployment.id == deployment_id, _visible(user))
     row = (await session.execute(stmt)).mappings().one_or_none()
     return dict(row) if row else None

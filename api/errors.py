@@ -7,11 +7,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Match
-from temporalio.service import RPCError
 
 
 class DomainError(Exception):
     status_code = 400
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: Any) -> None:
         super().__init__(str(detail))
@@ -20,6 +20,7 @@ class DomainError(Exception):
 
 class NotAuthenticated(DomainError):
     status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(DomainError):
@@ -40,11 +41,17 @@ class ValidationFailed(DomainError):
     status_code = 422
 
 
+class TemporalUnavailable(DomainError):
+    status_code = 503
+    headers = {"Retry-After": "5"}
+
+
 def install_error_handler(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthenticated) else None
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
         """Starlette's 405 names the methods of the first route on the path only; a path served
@@ -57,14 +64,5 @@ def install_error_handler(app: FastAPI) -> None:
         headers = {"Allow": ", ".join(sorted(allowed))}
         return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
 
-    async def temporal_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        # Launches hold their row until the start succeeds, so nothing half-made is left.
-        return JSONResponse(
-            {"detail": "the workflow service is unavailable; try again shortly"},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-
     app.add_exception_handler(DomainError, handle)
-    app.add_exception_handler(RPCError, temporal_unavailable)
     app.add_exception_handler(405, method_not_allowed)

@@ -23,9 +23,10 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from api.deployment_reads import deployment_detail
-from api.errors import Conflict, ValidationFailed
+from api.errors import Conflict, TemporalUnavailable, ValidationFailed
 from api.schemas import DeploymentCreate
 from db.models import Deployment, User
 from db.repository import DuplicateDeploymentName, insert_deployment, load_template_snapshot
@@ -109,6 +110,11 @@ async def launch_deployment(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=_search_attributes(user, new.id, deployment),
         )
+    except RPCError as exc:
+        # The transaction rolls back with the request: nothing half-made is left.
+        raise TemporalUnavailable(
+            f"the workflow service is unavailable, nothing was created: {exc.message}"
+        ) from None
     except WorkflowAlreadyStartedError:
         # That earlier run is over: its deployment is the answer, if it recorded one.
         await session.rollback()

@@ -142,8 +142,10 @@ async def insert_deployment(
     return None if row is None else NewDeployment(row.id, row.created_at, row.updated_at)
 
 
-def _template_disks_json() -> Any:
-    disk = TemplateDiskAllocation
+def disks_json(disk: type[DiskAllocation] | type[TemplateDiskAllocation], owner: Any) -> Any:
+    """The disks matching `owner` (a condition on `disk`) as one JSON array in creation order,
+    a scalar subquery: a template's or a deployment's disks read in the statement that needs
+    them."""
     row = func.json_build_object(
         "disk_type", disk.disk_type,
         "size_gb", disk.size_gb,
@@ -157,7 +159,7 @@ def _template_disks_json() -> Any:
         select(
             func.coalesce(func.json_agg(aggregate_order_by(row, disk.id)), func.json_build_array())
         )
-        .where(disk.template_id == Template.id)
+        .where(owner)
         .scalar_subquery()
     )
 
@@ -173,7 +175,9 @@ async def load_template_snapshot(
         Template.service_type,
         Template.is_active,
         Template.configuration,
-        _template_disks_json().label("disks"),
+        disks_json(TemplateDiskAllocation, TemplateDiskAllocation.template_id == Template.id).label(
+            "disks"
+        ),
     ).where(Template.id == template_id)
     row = (await (await session.connection()).execute(stmt)).one_or_none()
     if row is None:
@@ -232,25 +236,6 @@ def _advance(deployment_id: int, status: str) -> Any:
         # array_position counts from 1, status_rank from 0.
         stmt = stmt.where(current_rank < status_rank(status) + 1)
     return stmt
-
-
-async def add_history(
-    session: AsyncSession,
-    deployment_id: int,
-    event_key: str,
-    status: str,
-    message: str,
-    details: dict[str, Any] | None = None,
-) -> bool:
-    """Insert one history row unless its event key is already there. True when it was new."""
-    stmt = _new_history(deployment_id, event_key, status, message, details)
-    return (await (await session.connection()).execute(stmt)).scalar_one_or_none() is not None
-
-
-async def advance_status(session: AsyncSession, deployment_id: int, status: str) -> bool:
-    """Move a deployment forward to `status` (see `_advance`). True when it moved."""
-    stmt = _advance(deployment_id, status)
-    return (await (await session.connection()).execute(stmt)).scalar_one_or_none() is not None
 
 
 async def record_step(

@@ -7,17 +7,13 @@ from temporalio.service import RPCError
 
 from api.callbacks import authenticate, failure_reason, parse_events, stats_ok, store_events
 from api.deps import SessionDep, SettingsDep, TemporalDep
-from api.errors import DomainError, ValidationFailed
+from api.errors import TemporalUnavailable, ValidationFailed
 from api.schemas import DeploymentId, error_responses
 from workflows.contracts import PipelineFinished, PipelineStarted
 from workflows.deploy import DeployWorkflow
 
 router = APIRouter(tags=["callbacks"], responses=error_responses(400, 401, 403, 422, 503))
 MAX_BODY = 4 * 1024 * 1024
-
-
-class TemporalUnavailable(DomainError):
-    status_code = 503
 
 
 @router.post("/api/deployments/{deployment_id}/callback")

@@ -12,7 +12,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.deployment_activities import DeploymentActivities
 from activities.errors import DUPLICATE_NAME, VALIDATION_FAILED
 from db.models import Deployment, DeploymentHistory, DiskAllocation
-from db.repository import advance_status
+from db.repository import record_step
 from db.session import SessionMaker
 from settings import Settings
 from workflows.contracts import (
@@ -144,11 +144,17 @@ async def test_status_never_moves_backwards_nor_leaves_a_final_status(
         activities.create_deployment,
         CreateDeploymentInput("wf-1", request.user_id, "pg-one", deployment),
     )
-    async with sessionmaker.begin() as session:
-        assert await advance_status(session, deployment_id, "queued")
-        assert not await advance_status(session, deployment_id, "provisioning")
-        assert not await advance_status(session, deployment_id, "queued")
-        assert await advance_status(session, deployment_id, "failed")
-        assert not await advance_status(session, deployment_id, "running")
-        assert not await advance_status(session, deployment_id, "succeeded")
-        assert (await session.get(Deployment, deployment_id)).status == "failed"  # type: ignore[union-attr]
+
+    async def status_after(step: str, status: str) -> str | None:
+        async with sessionmaker.begin() as session:
+            assert await record_step(session, deployment_id, step, status, step)
+            return await session.scalar(
+                select(Deployment.status).where(Deployment.id == deployment_id)
+            )
+
+    assert await status_after("s1", "queued") == "queued"
+    assert await status_after("s2", "provisioning") == "queued"
+    assert await status_after("s3", "queued") == "queued"
+    assert await status_after("s4", "failed") == "failed"
+    assert await status_after("s5", "running") == "failed"
+    assert await status_after("s6", "succeeded") == "failed"

@@ -11,7 +11,7 @@ import pytest
 
 from api.routes import events as events_module
 from api.routes.events import Poll, StreamState
-from db.repository import add_history
+from db.repository import record_step
 from db.session import SessionMaker
 from settings import Settings
 from tests.callback_events import event
@@ -139,9 +139,9 @@ async def test_a_row_is_held_back_until_a_lower_id_still_committing_is_visible(
             pass  # caught up
 
         async with sessionmaker() as slow:
-            await add_history(slow, queued["id"], "test:slow", "queued", "slow writer")
+            await record_step(slow, queued["id"], "test:slow", "queued", "slow writer")
             async with sessionmaker.begin() as fast:
-                await add_history(fast, queued["id"], "test:fast", "queued", "fast writer")
+                await record_step(fast, queued["id"], "test:fast", "queued", "fast writer")
             # The higher id is committed, the lower one not yet: nothing may come out.
             with pytest.raises(TimeoutError):
                 item = await stream.next(timeout_s=2.5)
