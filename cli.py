@@ -1,4 +1,4 @@
-"""`provisio dev | api | worker | migrate | users create`."""
+"""`provisio dev | doctor | api | worker | migrate | users create`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="provisio", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("dev", help="run the embedded stack (PostgreSQL, Temporal, worker, API)")
+    doctor_cmd = commands.add_parser(
+        "doctor", help="check the host tools the playbooks need (mkfs.xfs, blkid, …)"
+    )
+    doctor_cmd.add_argument(
+        "--install", action="store_true", help="install what is missing (apt-get, as root)"
+    )
+    doctor_cmd.add_argument(
+        "--tests", action="store_true", help="also what the test suite needs (lvm2, chromium)"
+    )
     commands.add_parser("api", help="serve the HTTP API with uvicorn")
     commands.add_parser("worker", help="run a Temporal worker")
     commands.add_parser(
@@ -40,6 +49,12 @@ def main(argv: list[str] | None = None) -> None:
         from devstack.stack import run_dev_stack
 
         run_dev_stack(settings)
+        return
+    if args.command == "doctor":
+        from devstack.host_tools import doctor
+
+        if not doctor(settings, install_missing=args.install, for_tests=args.tests):
+            sys.exit(1)
         return
     _require_database(settings.database_url)
     if args.command == "migrate":

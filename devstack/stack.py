@@ -14,6 +14,7 @@ from pathlib import Path
 from db.migrate import upgrade
 from db.session import create_engine, create_sessionmaker
 from devstack import temporal
+from devstack.host_tools import doctor
 from devstack.postgres import EmbeddedPostgres
 from devstack.seed import ensure_admin, ensure_sample_templates
 from settings import Settings
@@ -63,6 +64,10 @@ def run_dev_stack(settings: Settings) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop_all)
+    # A deployment must not be the first to find out that mkfs.xfs is missing.
+    print("• Host tools", flush=True)
+    if not doctor(settings, install_missing=True):
+        raise SystemExit(1)
     try:
         database_url = settings.database_url
         if not database_url:
