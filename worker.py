@@ -15,6 +15,7 @@ from db.session import SessionMaker, create_engine, create_sessionmaker
 from pipeline.factory import make_runner
 from pipeline.runner import PipelineRunner
 from settings import Settings, get_settings
+from vocabulary.activities import activity_methods
 from workflows.deploy import DeployWorkflow
 
 log = logging.getLogger("provisio.worker")
@@ -34,18 +35,7 @@ def build_worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[DeployWorkflow],
-        activities=[
-            deployments.validate_deployment,
-            deployments.create_deployment,
-            deployments.reject_deployment,
-            deployments.clone_disk_allocations,
-            deployments.record_pipeline_triggered,
-            deployments.record_pipeline_run,
-            deployments.record_step,
-            pipelines.start_pipeline,
-            pipelines.pipeline_status,
-            pipelines.cancel_pipeline,
-        ],
+        activities=activity_methods(deployments, pipelines),
         # Runner calls block (python-jenkins, ansible-runner): they run on this pool.
         activity_executor=executor,
     )

@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-from sqlalchemy import func, select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import DUPLICATE_NAME, VALIDATION_FAILED
-from db.models import Deployment, DiskAllocation
 from db.repository import (
     DuplicateDeploymentName,
+    deployment_exists,
     insert_deployment,
-    insert_disks,
     load_template_snapshot,
+    record_run,
     record_step,
 )
 from db.session import SessionMaker, create_autocommit_sessionmaker
 from domain.validation import DeploymentValidationError, validate_deployment
-from workflows.contracts import (
-    CloneDisksInput,
-    CreateDeploymentInput,
+from vocabulary.activities import DeploymentSteps
+from vocabulary.contracts import (
     DeployRequest,
+    DisksAllocatedInput,
+    RecordDeploymentInput,
+    RecordRunInput,
     RecordStepInput,
-    RecordTriggeredInput,
     RejectDeploymentInput,
     ValidatedDeployment,
 )
+from vocabulary.errors import DUPLICATE_NAME, VALIDATION_FAILED
+from vocabulary.statuses import DeploymentStatus as S
 
 
-class DeploymentActivities:
+class DeploymentActivities(DeploymentSteps):
     def __init__(self, sessionmaker: SessionMaker) -> None:
         self._sessionmaker = sessionmaker
         # For steps of one statement: it commits by itself, so BEGIN and COMMIT are saved.
@@ -48,15 +47,14 @@ class DeploymentActivities:
             ) from None
 
     @activity.defn
-    async def create_deployment(self, data: CreateDeploymentInput) -> int:
-        """Insert the deployment (status pending) and its `created` row; keyed by workflow id.
-
-        Usually the API has written both already and this finds them.
-        """
-        async with self._sessionmaker.begin() as session:
+    async def record_deployment(self, data: RecordDeploymentInput) -> None:
+        """The API wrote the deployment, its disks and its `created` row before it started this
+        workflow; should its commit have been lost, write them now, under the same id."""
+        async with self._one_statement() as session:
             try:
                 new = await insert_deployment(
                     session,
+                    deployment_id=data.deployment_id,
                     workflow_id=data.workflow_id,
                     user_id=data.user_id,
                     deployment_name=data.deployment_name,
@@ -64,91 +62,56 @@ class DeploymentActivities:
                 )
             except DuplicateDeploymentName as exc:
                 raise ApplicationError(str(exc), type=DUPLICATE_NAME, non_retryable=True) from None
-            if new is not None:
-                activity.logger.info(
-                    "deployment created",
-                    extra={"deployment_id": new.id, "workflow_id": data.workflow_id},
-                )
-                return new.id
-            deployment_id = await session.scalar(
-                select(Deployment.id).where(Deployment.workflow_id == data.workflow_id)
+        if new is not None:
+            activity.logger.info(
+                "deployment recorded by its workflow (the API's commit was lost)",
+                extra={"deployment_id": data.deployment_id, "workflow_id": data.workflow_id},
             )
-            assert deployment_id is not None
-            return deployment_id
 
     @activity.defn
     async def reject_deployment(self, data: RejectDeploymentInput) -> None:
-        """End a deployment the API recorded but the workflow's validation refused."""
+        """End a deployment the workflow's validation refused (if it was recorded at all)."""
         async with self._sessionmaker.begin() as session:
-            deployment_id = await session.scalar(
-                select(Deployment.id).where(Deployment.workflow_id == data.workflow_id)
-            )
-            if deployment_id is not None:
+            if await deployment_exists(session, data.deployment_id):
                 await record_step(
-                    session,
-                    deployment_id,
-                    "result",
-                    "failed",
-                    data.message,
+                    session, data.deployment_id, "result", S.FAILED, data.message,
                     {"errors": data.errors},
-                )
+                )  # fmt: skip
 
     @activity.defn
-    async def clone_disk_allocations(self, data: CloneDisksInput) -> None:
-        """Record the disks step; copy the validated disks unless the create step did.
-
-        Runs started by an older API create the row without its disks, so they are cloned here.
-        """
-        async with self._sessionmaker.begin() as session:
-            disks = [f"{d.mount_point} {d.size_gb}G" for d in data.disks]
-            message = f"{len(disks)} disk allocation(s) cloned from the template"
-            if not await record_step(
-                session,
-                data.deployment_id,
-                "disks_allocated",
-                "provisioning",
-                message,
+    async def record_disks_allocated(self, data: DisksAllocatedInput) -> None:
+        """The disks were copied from the template with the deployment; say so in history."""
+        disks = [f"{d.mount_point} {d.size_gb}G" for d in data.disks]
+        message = f"{len(disks)} disk allocation(s) cloned from the template"
+        async with self._one_statement() as session:
+            await record_step(
+                session, data.deployment_id, "disks_allocated", S.PROVISIONING, message,
                 {"disks": disks},
-            ):
-                return
-            cloned = await session.scalar(
-                select(DiskAllocation.id)
-                .where(DiskAllocation.deployment_id == data.deployment_id)
-                .limit(1)
-            )
-            if cloned is None:
-                await insert_disks(session, data.deployment_id, data.disks)
+            )  # fmt: skip
 
     @activity.defn
-    async def record_pipeline_triggered(self, data: RecordTriggeredInput) -> None:
+    async def record_pipeline_triggered(self, data: RecordRunInput) -> None:
         async with self._sessionmaker.begin() as session:
-            await session.execute(
-                update(Deployment)
-                .where(Deployment.id == data.deployment_id)
-                .values(jenkins_job_id=data.run.job_id)
-            )
+            await record_run(session, data.deployment_id, data.run)
             await record_step(
                 session,
                 data.deployment_id,
                 "triggered",
-                "queued",
+                S.QUEUED,
                 f"Pipeline triggered ({data.run.job_id})",
-                dataclasses.asdict(data.run),
+                {"job_id": data.run.job_id, "url": data.run.url},
             )
 
     @activity.defn
-    async def record_pipeline_run(self, data: RecordTriggeredInput) -> None:
+    async def record_pipeline_run(self, data: RecordRunInput) -> None:
         """The run's new reference (a Jenkins queue item became build N)."""
         async with self._one_statement() as session:
-            await session.execute(
-                update(Deployment)
-                .where(Deployment.id == data.deployment_id)
-                .values(jenkins_job_id=data.run.job_id, updated_at=func.now())
-            )
+            await record_run(session, data.deployment_id, data.run)
 
     @activity.defn
     async def record_step(self, data: RecordStepInput) -> None:
         async with self._one_statement() as session:
             await record_step(
-                session, data.deployment_id, data.event_key, data.status, data.message, data.details
-            )
+                session, data.deployment_id, data.event_key, data.status, data.message,
+                data.details,
+            )  # fmt: skip

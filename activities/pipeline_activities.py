@@ -8,21 +8,23 @@ import dataclasses
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import UNSAFE_VARIABLES
 from domain.callback_tokens import callback_token
 from pipeline.ansible_vars import UnsafeVariablesError, check_variables
-from pipeline.runner import PipelineRequest, PipelineRunner, RunRef
+from pipeline.runner import PipelineRequest, PipelineRunner
 from settings import Settings
-from workflows.contracts import PipelineRun, PipelineRunStatus, StartPipelineInput
+from vocabulary.activities import PipelineSteps
+from vocabulary.contracts import StartPipelineInput
+from vocabulary.errors import UNSAFE_VARIABLES
+from vocabulary.runs import RunRef, RunStatus
 
 
-class PipelineActivities:
+class PipelineActivities(PipelineSteps):
     def __init__(self, runner: PipelineRunner, settings: Settings) -> None:
         self._runner = runner
         self._settings = settings
 
     @activity.defn
-    def start_pipeline(self, data: StartPipelineInput) -> PipelineRun:
+    def start_pipeline(self, data: StartPipelineInput) -> RunRef:
         """Start the run for a deployment, or return the one an earlier attempt started."""
         ref = self._runner.find_run(data.deployment_id)
         if ref is None:
@@ -39,22 +41,18 @@ class PipelineActivities:
                 "pipeline triggered",
                 extra={"deployment_id": data.deployment_id, "job_id": ref.job_id},
             )
-        return PipelineRun(job_id=ref.job_id, url=ref.url)
+        return ref
 
     @activity.defn
-    def pipeline_status(self, run: PipelineRun) -> PipelineRunStatus:
-        status = self._runner.status(RunRef(job_id=run.job_id, url=run.url))
+    def pipeline_status(self, run: RunRef) -> RunStatus:
+        status = self._runner.status(run)
+        # Only a changed reference travels back: the workflow records it.
         changed = status.ref if status.ref and status.ref.job_id != run.job_id else None
-        return PipelineRunStatus(
-            state=status.state.value,
-            reason=status.reason,
-            stats=status.stats,
-            run=PipelineRun(changed.job_id, changed.url) if changed else None,
-        )
+        return dataclasses.replace(status, ref=changed)
 
     @activity.defn
-    def cancel_pipeline(self, run: PipelineRun) -> None:
-        self._runner.cancel(RunRef(job_id=run.job_id, url=run.url))
+    def cancel_pipeline(self, run: RunRef) -> None:
+        self._runner.cancel(run)
 
     def _request(self, data: StartPipelineInput) -> PipelineRequest:
         deployment = data.deployment

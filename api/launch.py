@@ -13,7 +13,6 @@ import hashlib
 import uuid
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
@@ -25,20 +24,22 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api.deployment_reads import deployment_detail
 from api.errors import Conflict, TemporalUnavailable, ValidationFailed
 from api.schemas import DeploymentCreate
-from db.models import Deployment, User
-from db.repository import DuplicateDeploymentName, insert_deployment, load_template_snapshot
+from db.deployment_reads import deployment_detail
+from db.models import User
+from db.repository import (
+    DuplicateDeploymentName,
+    find_deployment_by_workflow,
+    insert_deployment,
+    load_template_snapshot,
+)
 from domain.validation import DeploymentValidationError, validate_deployment
 from settings import Settings
+from vocabulary.contracts import DeployRequest, ValidatedDeployment
+from vocabulary.disks import DiskOverride
+from vocabulary.statuses import DeploymentStatus
 from workflows import search_attributes as sa
-from workflows.contracts import (
-    CURRENT_FLOW_VERSION,
-    DeployRequest,
-    DiskOverride,
-    ValidatedDeployment,
-)
 from workflows.deploy import DeployWorkflow
 
 
@@ -50,8 +51,23 @@ def workflow_id_for(user: User, idempotency_key: str | None) -> str:
     return f"deployment-u{user.id}-{digest}"
 
 
-def _request(body: DeploymentCreate, user: User, settings: Settings) -> DeployRequest:
+@dataclasses.dataclass
+class _Ask:
+    deployment_name: str
+    configuration: dict[str, Any]
+    disk_overrides: list[DiskOverride]
+
+
+def _ask(body: DeploymentCreate) -> _Ask:
+    overrides = [DiskOverride(**d.model_dump()) for d in body.disk_allocations]
+    return _Ask(body.deployment_name, dict(body.configuration), overrides)
+
+
+def _request(
+    deployment_id: int, body: DeploymentCreate, user: User, settings: Settings
+) -> DeployRequest:
     return DeployRequest(
+        deployment_id=deployment_id,
         user_id=user.id,
         username=user.username,
         template_id=body.template_id,
@@ -60,7 +76,6 @@ def _request(body: DeploymentCreate, user: User, settings: Settings) -> DeployRe
         disk_overrides=[DiskOverride(**d.model_dump()) for d in body.disk_allocations],
         default_callback_timeout_s=settings.default_callback_timeout_s,
         poll_interval_s=settings.pipeline_poll_interval_s,
-        flow_version=CURRENT_FLOW_VERSION,
     )
 
 
@@ -79,10 +94,9 @@ async def launch_deployment(
         if existing is not None:
             return await _detail_of(session, user, existing)
 
-    request = _request(body, user, settings)
     try:
         deployment = validate_deployment(
-            await load_template_snapshot(session, body.template_id), request
+            await load_template_snapshot(session, body.template_id), _ask(body)
         )
     except DeploymentValidationError as exc:
         raise ValidationFailed(exc.errors) from None
@@ -98,11 +112,10 @@ async def launch_deployment(
         raise Conflict(str(exc)) from None
     if new is None:  # the same key, sent twice at once: the other request won
         return await _earlier(session, user, workflow_id, body)
-    request.deployment_id = new.id
     try:
         await temporal.start_workflow(
             DeployWorkflow.run,
-            request,
+            _request(new.id, body, user, settings),
             id=workflow_id,
             task_queue=settings.temporal_task_queue,
             # Running: an earlier attempt with this key started it and then lost its row.
@@ -125,7 +138,7 @@ async def launch_deployment(
     return {
         "id": new.id,
         "deployment_name": body.deployment_name,
-        "status": "pending",
+        "status": DeploymentStatus.PENDING,
         "template_id": deployment.template_id,
         "template_name": deployment.template_name,
         "user_id": user.id,
@@ -153,7 +166,7 @@ def _search_attributes(
     return TypedSearchAttributes(
         [
             SearchAttributePair(sa.OWNER, user.username),
-            SearchAttributePair(sa.DEPLOYMENT_STATUS, "pending"),
+            SearchAttributePair(sa.DEPLOYMENT_STATUS, DeploymentStatus.PENDING.value),
             SearchAttributePair(sa.DEPLOYMENT_ID, deployment_id),
             SearchAttributePair(sa.TEMPLATE_NAME, deployment.template_name),
             SearchAttributePair(sa.SERVICE_TYPE, deployment.service_type),
@@ -163,18 +176,16 @@ def _search_attributes(
 
 async def _existing(session: AsyncSession, workflow_id: str, body: DeploymentCreate) -> int | None:
     """The deployment an earlier request with this key created; 409 if it asked for another."""
-    stmt = select(Deployment.id, Deployment.deployment_name, Deployment.template_id).where(
-        Deployment.workflow_id == workflow_id
-    )
-    row = (await (await session.connection()).execute(stmt)).one_or_none()  # Core: no ORM work
+    row = await find_deployment_by_workflow(session, workflow_id)
     if row is None:
         return None
-    if (row.deployment_name, row.template_id) != (body.deployment_name, body.template_id):
+    deployment_id, name, template_id = row
+    if (name, template_id) != (body.deployment_name, body.template_id):
         raise Conflict(
             "this Idempotency-Key was used for another deployment "
-            f"({row.deployment_name!r}, template {row.template_id})"
+            f"({name!r}, template {template_id})"
         )
-    return int(row.id)
+    return deployment_id
 
 
 async def _earlier(

@@ -22,7 +22,7 @@ from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import PipelineFinished, PipelineStarted
+    from vocabulary.contracts import PipelineFinished, PipelineStarted
 
 BASELINE_TASK_QUEUE = "bench-bare"
 # As DeployWorkflow's DB_STEP and TRIGGER options.

@@ -27,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from bench.events import event, host_stats, signed_request
-from pipeline.runner import PipelineRequest, RunRef, RunState, RunStatus
+from pipeline.runner import PipelineRequest
+from vocabulary.runs import RunRef, RunState, RunStatus
 
 HOLD_PREFIX = "hold-"
 log = logging.getLogger("bench.runner")

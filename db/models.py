@@ -21,16 +21,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-ROLES = ("admin", "operator", "viewer")
+from vocabulary.statuses import HISTORY_STATUSES, DeploymentStatus
+from vocabulary.users import ROLES
 
-# Order matters: a status never moves to an earlier one and never leaves a final one.
-STATUS_ORDER = ("pending", "provisioning", "queued", "running")
-FINAL_STATUSES = ("succeeded", "failed", "timed_out", "cancelled")
-STATUSES = STATUS_ORDER + FINAL_STATUSES
+STATUSES = tuple(status.value for status in DeploymentStatus)
 
 
-def status_rank(status: str) -> int:
-    return len(STATUS_ORDER) if status in FINAL_STATUSES else STATUS_ORDER.index(status)
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Base(DeclarativeBase):
@@ -39,7 +37,7 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(f"role IN {ROLES}", name="users_role_valid"),)
+    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="users_role_valid"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -68,53 +66,9 @@ class Template(Base):
     )
 
 
-class TemplateDiskAllocation(Base):
-    __tablename__ = "template_disk_allocations"
+class DiskColumns:
+    """A disk's fields (vocabulary.disks.DiskSpec), shared by a template's and a deployment's."""
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    template_id: Mapped[int] = mapped_column(
-        ForeignKey("templates.id", ondelete="CASCADE"), index=True
-    )
-    disk_type: Mapped[str] = mapped_column(String(32))
-    size_gb: Mapped[int] = mapped_column(Integer)
-    mount_point: Mapped[str] = mapped_column(String(255))
-    volume_group: Mapped[str] = mapped_column(String(127))
-    logical_volume: Mapped[str] = mapped_column(String(127))
-    # The design lists filesystem_type on deployment disks; the template states its default.
-    filesystem_type: Mapped[str] = mapped_column(String(16), server_default="ext4")
-    allocation_params: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
-
-
-class Deployment(Base):
-    __tablename__ = "deployments"
-    __table_args__ = (
-        UniqueConstraint("user_id", "deployment_name", name="deployments_user_name_key"),
-        CheckConstraint(f"status IN {STATUSES}", name="deployments_status_valid"),
-        # Newest-first listing per user and per status, keyset-paginated on id.
-        Index("ix_deployments_user_id_id", "user_id", "id"),
-        Index("ix_deployments_status_id", "status", "id"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    template_id: Mapped[int] = mapped_column(ForeignKey("templates.id"), index=True)
-    deployment_name: Mapped[str] = mapped_column(String(63))
-    status: Mapped[str] = mapped_column(String(16), server_default="pending")
-    configuration: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
-    jenkins_job_id: Mapped[str | None] = mapped_column(String(255))
-    # Addition: the idempotency key of the insert, and the link to the Temporal UI.
-    workflow_id: Mapped[str] = mapped_column(String(255), unique=True)
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
-
-
-class DiskAllocation(Base):
-    __tablename__ = "disk_allocations"
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    deployment_id: Mapped[int] = mapped_column(
-        ForeignKey("deployments.id", ondelete="CASCADE"), index=True
-    )
     disk_type: Mapped[str] = mapped_column(String(32))
     size_gb: Mapped[int] = mapped_column(Integer)
     mount_point: Mapped[str] = mapped_column(String(255))
@@ -124,17 +78,63 @@ class DiskAllocation(Base):
     allocation_params: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
 
 
+class TemplateDiskAllocation(DiskColumns, Base):
+    __tablename__ = "template_disk_allocations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[int] = mapped_column(
+        ForeignKey("templates.id", ondelete="CASCADE"), index=True
+    )
+    # The design lists filesystem_type on deployment disks; the template states its default.
+    filesystem_type: Mapped[str] = mapped_column(String(16), server_default="ext4")
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+    __table_args__ = (
+        UniqueConstraint("user_id", "deployment_name", name="deployments_user_name_key"),
+        CheckConstraint(_one_of("status", STATUSES), name="deployments_status_valid"),
+        # Newest-first listing per user and per status, keyset-paginated on id.
+        Index("ix_deployments_user_id_id", "user_id", "id"),
+        Index("ix_deployments_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    template_id: Mapped[int] = mapped_column(ForeignKey("templates.id"), index=True)
+    deployment_name: Mapped[str] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(32), server_default="pending")
+    configuration: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    jenkins_job_id: Mapped[str | None] = mapped_column(String(255))
+    # Addition: the idempotency key of the insert, and the link to the Temporal UI.
+    workflow_id: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class DiskAllocation(DiskColumns, Base):
+    __tablename__ = "disk_allocations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), index=True
+    )
+
+
 class DeploymentHistory(Base):
     __tablename__ = "deployment_history"
     __table_args__ = (
         # Addition: a retried activity or a re-sent callback never writes a row twice.
         UniqueConstraint("deployment_id", "event_key", name="deployment_history_event_key"),
+        CheckConstraint(
+            _one_of("status", HISTORY_STATUSES), name="deployment_history_status_valid"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
     event_key: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32))
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

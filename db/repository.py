@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
-    Integer,
     Select,
     String,
     bindparam,
@@ -25,17 +24,23 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
-    FINAL_STATUSES,
-    STATUS_ORDER,
     Deployment,
     DeploymentHistory,
     DiskAllocation,
     Template,
     TemplateDiskAllocation,
-    status_rank,
 )
 from domain.validation import TemplateSnapshot
-from workflows.contracts import DiskSpec, ValidatedDeployment
+from vocabulary.contracts import ValidatedDeployment
+from vocabulary.disks import DISK_FIELDS, DiskSpec
+from vocabulary.runs import RunRef
+from vocabulary.statuses import (
+    FINAL_STATUSES,
+    PROVISIONING_ORDER,
+    DeploymentStatus,
+    HistoryStatus,
+    status_rank,
+)
 
 
 class DuplicateDeploymentName(Exception):
@@ -52,18 +57,9 @@ class NewDeployment:
 # The disks arrive as one JSON array, so that one statement text serves any number of them.
 _DISK_ROWS = (
     func.jsonb_to_recordset(bindparam("disks", type_=JSONB))
-    .table_valued(
-        column("disk_type", String),
-        column("size_gb", Integer),
-        column("mount_point", String),
-        column("volume_group", String),
-        column("logical_volume", String),
-        column("filesystem_type", String),
-        column("allocation_params", JSONB),
-    )
+    .table_valued(*(column(name, DiskAllocation.__table__.c[name].type) for name in DISK_FIELDS))
     .render_derived(name="disk", with_types=True)
 )
-_DISK_COLUMNS = [c.name for c in _DISK_ROWS.c]
 
 
 def _insert_deployment_statement(values: dict[str, Any], created: dict[str, Any]) -> Select[Any]:
@@ -78,7 +74,7 @@ def _insert_deployment_statement(values: dict[str, Any], created: dict[str, Any]
     disks = (
         insert(DiskAllocation)
         .from_select(
-            ["deployment_id", *_DISK_COLUMNS],
+            ["deployment_id", *DISK_FIELDS],
             select(new.c.id, *_DISK_ROWS.c).select_from(new).join(_DISK_ROWS, true()),
         )
         .cte("new_disks")
@@ -90,7 +86,7 @@ def _insert_deployment_statement(values: dict[str, Any], created: dict[str, Any]
             select(
                 new.c.id,
                 literal("created"),
-                literal("pending"),
+                literal(HistoryStatus.CREATED.value),
                 literal("Deployment created"),
                 literal(created, JSONB),
             ),
@@ -103,23 +99,26 @@ def _insert_deployment_statement(values: dict[str, Any], created: dict[str, Any]
 async def insert_deployment(
     session: AsyncSession,
     *,
+    deployment_id: int | None = None,
     workflow_id: str,
     user_id: int,
     deployment_name: str,
     deployment: ValidatedDeployment,
 ) -> NewDeployment | None:
     """Insert a pending deployment, its disks (the template's, overrides applied) and its
-    `created` row, keyed by workflow id.
+    `created` row, keyed by workflow id; under `deployment_id` when given (the workflow writing
+    the row its API lost), else under the next id.
 
     None when that workflow id already has its deployment. Raises DuplicateDeploymentName
     (the transaction is then unusable) when the user has one of that name.
     """
     stmt = _insert_deployment_statement(
         {
+            **({} if deployment_id is None else {"id": deployment_id}),
             "user_id": user_id,
             "template_id": deployment.template_id,
             "deployment_name": deployment_name,
-            "status": "pending",
+            "status": DeploymentStatus.PENDING.value,
             "configuration": deployment.configuration,
             "workflow_id": workflow_id,
         },
@@ -146,15 +145,7 @@ def disks_json(disk: type[DiskAllocation] | type[TemplateDiskAllocation], owner:
     """The disks matching `owner` (a condition on `disk`) as one JSON array in creation order,
     a scalar subquery: a template's or a deployment's disks read in the statement that needs
     them."""
-    row = func.json_build_object(
-        "disk_type", disk.disk_type,
-        "size_gb", disk.size_gb,
-        "mount_point", disk.mount_point,
-        "volume_group", disk.volume_group,
-        "logical_volume", disk.logical_volume,
-        "filesystem_type", disk.filesystem_type,
-        "allocation_params", disk.allocation_params,
-    )  # fmt: skip
+    row = func.json_build_object(*(v for name in DISK_FIELDS for v in (name, getattr(disk, name))))
     return (
         select(
             func.coalesce(func.json_agg(aggregate_order_by(row, disk.id)), func.json_build_array())
@@ -193,23 +184,44 @@ async def load_template_snapshot(
     )
 
 
-async def insert_disks(session: AsyncSession, deployment_id: int, disks: list[DiskSpec]) -> None:
-    if disks:
-        await session.execute(
-            insert(DiskAllocation),
-            [{"deployment_id": deployment_id, **dataclasses.asdict(disk)} for disk in disks],
-        )
+async def find_deployment_by_workflow(
+    session: AsyncSession, workflow_id: str
+) -> tuple[int, str, int] | None:
+    """(id, name, template id) of the deployment a workflow id names, if any."""
+    stmt = select(Deployment.id, Deployment.deployment_name, Deployment.template_id).where(
+        Deployment.workflow_id == workflow_id
+    )
+    row = (await (await session.connection()).execute(stmt)).one_or_none()  # Core: no ORM work
+    return None if row is None else (int(row.id), row.deployment_name, int(row.template_id))
+
+
+async def deployment_exists(session: AsyncSession, deployment_id: int) -> bool:
+    stmt = select(exists().where(Deployment.id == deployment_id))
+    return bool((await (await session.connection()).execute(stmt)).scalar())
+
+
+async def record_run(session: AsyncSession, deployment_id: int, run: RunRef) -> None:
+    """The deployment's current run reference (`jenkins_job_id` holds any runner's job id)."""
+    await (await session.connection()).execute(
+        update(Deployment)
+        .where(Deployment.id == deployment_id)
+        .values(jenkins_job_id=run.job_id, updated_at=func.now())
+    )
 
 
 def _new_history(
-    deployment_id: int, event_key: str, status: str, message: str, details: dict[str, Any] | None
+    deployment_id: int,
+    event_key: str,
+    status: DeploymentStatus,
+    message: str,
+    details: dict[str, Any] | None,
 ) -> Any:
     return (
         insert(DeploymentHistory)
         .values(
             deployment_id=deployment_id,
             event_key=event_key,
-            status=status,
+            status=status.value,
             message=message,
             details=details or {},
         )
@@ -218,31 +230,39 @@ def _new_history(
     )
 
 
-def _advance(deployment_id: int, status: str) -> Any:
+def _advance(deployment_id: int, status: DeploymentStatus) -> Any:
     """UPDATE a deployment forward to `status`; never backwards, never out of a final status.
 
     The row lock of the UPDATE orders concurrent writers and its condition is re-checked on the
     locked row, so no separate SELECT ... FOR UPDATE is needed."""
     stmt = (
         update(Deployment)
-        .where(Deployment.id == deployment_id, Deployment.status.not_in(FINAL_STATUSES))
-        .values(status=status, updated_at=func.now())
+        .where(
+            Deployment.id == deployment_id,
+            Deployment.status.not_in(_values(sorted(FINAL_STATUSES))),
+        )
+        .values(status=status.value, updated_at=func.now())
         .returning(Deployment.id)
     )
-    if status not in FINAL_STATUSES:
+    if not status.is_final:
         current_rank = func.array_position(
-            literal(list(STATUS_ORDER), ARRAY(String)), Deployment.status
+            literal(_values(PROVISIONING_ORDER), ARRAY(String)), Deployment.status
         )
         # array_position counts from 1, status_rank from 0.
         stmt = stmt.where(current_rank < status_rank(status) + 1)
     return stmt
 
 
+def _values(statuses: Any) -> list[str]:
+    """Plain strings, in the given order (a sorted set keeps the statement text stable)."""
+    return [status.value for status in statuses]
+
+
 async def record_step(
     session: AsyncSession,
     deployment_id: int,
     event_key: str,
-    status: str,
+    status: DeploymentStatus,
     message: str,
     details: dict[str, Any] | None = None,
 ) -> bool:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from jsonschema import Draft202012Validator
 
 from domain.disk_rules import FILESYSTEMS, MAX_DISK_GB, MAX_TOTAL_GB, filesystem_error, size_error
-from workflows.contracts import DeployRequest, DiskSpec, ValidatedDeployment
+from vocabulary.contracts import ValidatedDeployment
+from vocabulary.disks import DiskOverride, DiskSpec
 
 __all__ = ["FILESYSTEMS", "MAX_DISK_GB", "DeploymentValidationError", "validate_deployment"]
 
@@ -30,6 +31,17 @@ class DeploymentValidationError(ValueError):
     def __init__(self, errors: list[FieldError]) -> None:
         super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
         self.errors = errors
+
+
+class DeploymentAsk(Protocol):
+    """What a launch asks of a template (the API's request body, the workflow's DeployRequest)."""
+
+    @property
+    def deployment_name(self) -> str: ...
+    @property
+    def configuration(self) -> dict[str, Any]: ...
+    @property
+    def disk_overrides(self) -> list[DiskOverride]: ...
 
 
 @dataclass
@@ -104,7 +116,7 @@ def _callback_timeout(configuration: dict[str, Any]) -> int | None:
 
 
 def validate_deployment(
-    template: TemplateSnapshot | None, request: DeployRequest
+    template: TemplateSnapshot | None, request: DeploymentAsk
 ) -> ValidatedDeployment:
     """Return the deployment to create, or raise DeploymentValidationError naming every field."""
     if template is None:

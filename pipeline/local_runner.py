@@ -49,7 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.ansible_vars import write_vars_file
-from pipeline.runner import PipelineRequest, RunRef, RunState, RunStatus
+from pipeline.runner import PipelineRequest
+from vocabulary.runs import RunRef, RunState, RunStatus
 
 if TYPE_CHECKING:
     from settings import Settings

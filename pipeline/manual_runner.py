@@ -5,7 +5,8 @@ the callback until the deployment's timeout."""
 
 from __future__ import annotations
 
-from pipeline.runner import PipelineRequest, RunRef, RunState, RunStatus
+from pipeline.runner import PipelineRequest
+from vocabulary.runs import RunRef, RunState, RunStatus
 
 
 class ManualRunner:

@@ -7,23 +7,10 @@ retried activity never starts a second run for the same deployment.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-
-class RunState(enum.StrEnum):
-    QUEUED = "queued"  # accepted, not started (a Jenkins queue item)
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    ABORTED = "aborted"
-    MISSING = "missing"  # the runner no longer knows the run
-    UNKNOWN = "unknown"  # the runner cannot tell (manual runner): keep waiting for callbacks
-
-    @property
-    def is_final(self) -> bool:
-        return self in (RunState.SUCCEEDED, RunState.FAILED, RunState.ABORTED, RunState.MISSING)
+from vocabulary.runs import RunRef, RunStatus
 
 
 @dataclass(frozen=True)
@@ -35,24 +22,6 @@ class PipelineRequest:
     callback_url: str
     callback_token: str
     variables: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RunRef:
-    """Identifies one run. `job_id` is what `deployments.jenkins_job_id` stores."""
-
-    job_id: str
-    url: str | None = None
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    state: RunState
-    reason: str | None = None
-    # Per-host stats when the runner knows the playbook's result (reconciles a lost callback).
-    stats: dict[str, Any] | None = None
-    # The run's current reference when it changed (a Jenkins queue item became a build).
-    ref: RunRef | None = field(default=None, compare=False)
 
 
 class PipelineRunner(Protocol):

@@ -1,4 +1,4 @@
-"""A real worker process whose disk-cloning step hangs right after it commits, so that a test can
+"""A real worker process whose disks step hangs right after it commits, so that a test can
 SIGKILL it after the side effect and before Temporal hears of the completion.
 
 Run as `python -m tests.crash_worker MARKER_FILE`; settings come from PROVISIO_* variables.
@@ -19,7 +19,7 @@ from activities.deployment_activities import DeploymentActivities
 from db.session import create_engine, create_sessionmaker
 from pipeline.manual_runner import ManualRunner
 from settings import get_settings
-from workflows.contracts import CloneDisksInput
+from vocabulary.contracts import DisksAllocatedInput
 
 
 class HangAfterCommit(DeploymentActivities):
@@ -27,9 +27,9 @@ class HangAfterCommit(DeploymentActivities):
         super().__init__(sessionmaker)  # type: ignore[arg-type]
         self._marker = marker
 
-    @activity.defn(name="clone_disk_allocations")
-    async def clone_disk_allocations(self, data: CloneDisksInput) -> None:
-        await super().clone_disk_allocations(data)
+    @activity.defn
+    async def record_disks_allocated(self, data: DisksAllocatedInput) -> None:
+        await super().record_disks_allocated(data)
         self._marker.write_text(str(data.deployment_id))
         time.sleep(3600)  # blocks the whole process: it can only die now
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from pipeline.runner import PipelineRequest, RunRef, RunState, RunStatus
+from pipeline.runner import PipelineRequest
+from vocabulary.runs import RunRef, RunState, RunStatus
 
 
 @dataclass

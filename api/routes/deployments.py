@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 
-from api.deployment_reads import deployment_detail, deployment_history, list_deployments
+from api.cursors import decode_cursor, encode_cursor
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import NotFound
 from api.launch import launch_deployment
@@ -17,14 +17,17 @@ from api.schemas import (
     HistoryEntry,
     error_responses,
 )
-from db.models import STATUSES, User
+from db.deployment_reads import deployment_detail, deployment_history, list_deployments
+from db.models import User
 from settings import Settings
+from vocabulary.statuses import DeploymentStatus
+from vocabulary.users import Role
 
 router = APIRouter(tags=["deployments"], responses=error_responses(400, 401, 403, 404, 409))
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[!-~]+$")
 ]
-StatusFilter = Annotated[str | None, Query(pattern=f"^({'|'.join(STATUSES)})$")]
+StatusFilter = Annotated[DeploymentStatus | None, Query()]
 
 
 async def _detail(session: Any, settings: Settings, user: User, deployment_id: int) -> Any:
@@ -45,7 +48,7 @@ def _with_link(row: dict[str, Any], settings: Settings) -> DeploymentDetail:
 @router.post(
     "/api/deployments",
     status_code=201,
-    dependencies=[require_roles("admin", "operator")],
+    dependencies=[require_roles(Role.ADMIN, Role.OPERATOR)],
 )
 async def create_deployment(
     body: DeploymentCreate,
@@ -68,9 +71,15 @@ async def get_deployments(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> DeploymentPage:
-    rows, next_cursor = await list_deployments(
-        session, user, status=status, template_id=template_id, cursor=cursor, limit=limit
+    rows, next_before = await list_deployments(
+        session,
+        user,
+        status=status,
+        template_id=template_id,
+        before_id=None if cursor is None else decode_cursor(cursor),
+        limit=limit,
     )
+    next_cursor = None if next_before is None else encode_cursor(next_before)
     return DeploymentPage.model_validate({"items": rows, "next_cursor": next_cursor})
 
 

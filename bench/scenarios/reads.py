@@ -4,7 +4,7 @@
 each view is called through the API as an operator who owns a tenth of them: the detail, the
 first page of the list, a deep page (a cursor half-way down the operator's deployments) and the
 history. The baseline runs the very statement the API sends (captured from
-`api.deployment_reads` and compiled for asyncpg, so the same text and parameters) on one
+`db.deployment_reads` and compiled for asyncpg, so the same text and parameters) on one
 asyncpg connection of the same client process. API and raw calls alternate request by request.
 The API is timed through `bench.lean_http` (see there why not httpx). `read_http_floor_p50_ms`
 is GET /docs on the same API (no database, no auth): what uvicorn and FastAPI alone cost per
@@ -30,12 +30,13 @@ from typing import Any
 import asyncpg
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
-from api import deployment_reads
+from api.cursors import encode_cursor
 from api.security import hash_password
 from bench import bulk
 from bench.context import BenchContext
 from bench.lean_http import LeanHTTP
 from bench.stats import percentile
+from db import deployment_reads
 
 BIG_TABLES = ("deployments", "disk_allocations", "deployment_history")
 DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
@@ -169,19 +170,18 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
                     reader,  # type: ignore[arg-type]
                     status=None,
                     template_id=None,
-                    cursor=None,
+                    before_id=None,
                     limit=LIST_LIMIT,
                 ),
             ),
             "list_deep": lambda i: (
-                f"/api/deployments?limit={LIST_LIMIT}"
-                f"&cursor={deployment_reads.encode_cursor(deep[i])}",
+                f"/api/deployments?limit={LIST_LIMIT}&cursor={encode_cursor(deep[i])}",
                 deployment_reads.list_deployments(
                     _CapturingSession(),  # type: ignore[arg-type]
                     reader,  # type: ignore[arg-type]
                     status=None,
                     template_id=None,
-                    cursor=deployment_reads.encode_cursor(deep[i]),
+                    before_id=deep[i],
                     limit=LIST_LIMIT,
                 ),
             ),

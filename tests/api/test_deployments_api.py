@@ -205,12 +205,14 @@ async def test_a_key_whose_earlier_request_failed_is_409_not_a_second_run(
     from temporalio.client import WorkflowFailureError
 
     from api.launch import workflow_id_for
-    from workflows.contracts import DeployRequest, DiskOverride
+    from vocabulary.contracts import DeployRequest
+    from vocabulary.disks import DiskOverride
     from workflows.deploy import DeployWorkflow
 
     alice = await make_user("operator")
     template_id = await make_template()
     refused = DeployRequest(
+        deployment_id=999_999,  # recorded nowhere: the API's commit was lost
         user_id=alice.id,
         username=alice.username,
         template_id=template_id,

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from domain.validation import DeploymentValidationError, TemplateSnapshot, validate_deployment
-from workflows.contracts import DeployRequest, DiskOverride, DiskSpec
+from vocabulary.contracts import DeployRequest
+from vocabulary.disks import DiskOverride, DiskSpec
 
 
 def snapshot(configuration: dict[str, Any], **params: Any) -> TemplateSnapshot:
@@ -26,7 +27,9 @@ def snapshot(configuration: dict[str, Any], **params: Any) -> TemplateSnapshot:
 
 
 def request(**change: Any) -> DeployRequest:
-    return DeployRequest(user_id=1, username="u", template_id=1, deployment_name="pg-one", **change)
+    return DeployRequest(
+        deployment_id=1, user_id=1, username="u", template_id=1, deployment_name="pg-one", **change
+    )
 
 
 def locs(template: TemplateSnapshot, req: DeployRequest) -> list[list[Any]]:

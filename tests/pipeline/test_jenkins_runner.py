@@ -18,9 +18,10 @@ import requests
 from jenkins import Jenkins, JenkinsException  # type: ignore[attr-defined]
 
 from pipeline.jenkins_runner import JenkinsRunner
-from pipeline.runner import PipelineRequest, RunRef, RunState, RunStatus
+from pipeline.runner import PipelineRequest
 from settings import Settings
 from tests.jenkins_double import JenkinsDouble, running_double
+from vocabulary.runs import RunRef, RunState, RunStatus
 
 FOUR_PARAMETERS = {"DEPLOYMENT_ID", "CALLBACK_URL", "CALLBACK_TOKEN", "VARS_JSON"}
 TOKEN = "callback-token-0123456789abcdef"

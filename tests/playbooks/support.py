@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.local_runner import LocalRunner
-from pipeline.runner import RunRef, RunStatus
+from vocabulary.runs import RunRef, RunStatus
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "playbooks"

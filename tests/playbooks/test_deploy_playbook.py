@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pipeline.local_runner import LocalRunner
-from pipeline.runner import PipelineRequest, RunRef, RunState, RunStatus
+from pipeline.runner import PipelineRequest
 from settings import Settings
 from tests.playbooks.callback_receiver import CallbackReceiverDouble
 from tests.playbooks.support import (
@@ -27,6 +27,7 @@ from tests.playbooks.support import (
     image_path,
     wait_final,
 )
+from vocabulary.runs import RunRef, RunState, RunStatus
 
 HAVE_XFS = shutil.which("mkfs.xfs") is not None
 CAN_LOOP_MOUNT = os.geteuid() == 0 and Path("/dev/loop-control").exists()

@@ -24,7 +24,7 @@ from pipeline.ansible_vars import (
     write_vars_file,
 )
 from pipeline.local_runner import LocalRunner
-from pipeline.runner import PipelineRequest, RunState, RunStatus
+from pipeline.runner import PipelineRequest
 from settings import Settings
 from tests.playbooks.callback_receiver import CallbackReceiverDouble
 from tests.playbooks.support import (
@@ -35,6 +35,7 @@ from tests.playbooks.support import (
     run_ansible,
     wait_final,
 )
+from vocabulary.runs import RunState, RunStatus
 
 
 class Attacks:

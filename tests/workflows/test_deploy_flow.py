@@ -11,11 +11,11 @@ from temporalio.client import Client
 
 from db.models import Deployment, DeploymentHistory, DiskAllocation, TemplateDiskAllocation
 from db.session import SessionMaker
-from pipeline.runner import RunState
 from settings import Settings
 from tests.conftest import HISTORIES, wait_for
 from tests.doubles import RecordingRunnerDouble
-from workflows.contracts import PipelineFinished, PipelineStarted
+from vocabulary.contracts import PipelineFinished, PipelineStarted
+from vocabulary.runs import RunState
 from workflows.deploy import DeployWorkflow
 
 
@@ -85,7 +85,7 @@ async def test_deployment_succeeds_with_one_history_row_per_step(
 
     rows = await history(api, operator, deployment_id)
     assert [(r["status"], r["message"]) for r in rows] == [
-        ("pending", "Deployment created"),
+        ("created", "Deployment created"),
         ("provisioning", "2 disk allocation(s) cloned from the template"),
         ("queued", f"Pipeline triggered (double-{deployment_id})"),
         ("running", "Playbook started"),
@@ -147,7 +147,7 @@ async def test_playbook_failure_reported_by_callback_fails_the_deployment(
     await wait_status(api, operator, created["id"], "failed")
     rows = await history(api, operator, created["id"])
     assert rows[-1]["message"] == "Deployment failed: task 'Make filesystem' failed on web-1"
-    assert [r["status"] for r in rows] == ["pending", "provisioning", "queued", "failed"]
+    assert [r["status"] for r in rows] == ["created", "provisioning", "queued", "failed"]
     await save_history(client, created["workflow_id"], "failed")
 
 
@@ -214,7 +214,7 @@ async def test_late_signals_never_move_a_final_status(
     assert "running" not in [r["status"] for r in rows]
 
 
-async def test_workflow_rejects_invalid_input_itself_and_writes_nothing(
+async def test_a_refused_deployment_whose_row_was_lost_writes_nothing(
     worker: None,
     client: Client,
     settings: Settings,
@@ -222,43 +222,39 @@ async def test_workflow_rejects_invalid_input_itself_and_writes_nothing(
     make_template: Any,
     sessionmaker: SessionMaker,
 ) -> None:
-    """The API checks first, but the workflow's validate step is the authority (a template may
-    change between the two): its refusal reaches the update caller with the field errors."""
+    """The API's commit was lost and the workflow's own check refuses: nothing is written."""
     import uuid
 
     import pytest
-    from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
-    from temporalio.common import WorkflowIDConflictPolicy
+    from temporalio.client import WorkflowFailureError
     from temporalio.exceptions import ApplicationError
 
-    from workflows.contracts import DeployRequest, DiskOverride
+    from vocabulary.contracts import DeployRequest
+    from vocabulary.disks import DiskOverride
 
     operator = await make_user("operator")
     request = DeployRequest(
+        deployment_id=999_999,
         user_id=operator.id,
         username=operator.username,
         template_id=await make_template(),
         deployment_name="pg-one",
         disk_overrides=[DiskOverride("/etc", size_gb=1)],
     )
-    workflow_id = f"deployment-{uuid.uuid4()}"
-    start = WithStartWorkflowOperation(
+    handle = await client.start_workflow(
         DeployWorkflow.run,
         request,
-        id=workflow_id,
+        id=f"deployment-{uuid.uuid4()}",
         task_queue=settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
     )
-    with pytest.raises(WorkflowUpdateFailedError) as failed:
-        await client.execute_update_with_start_workflow(
-            DeployWorkflow.deployment_created, start_workflow_operation=start
-        )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
     cause = failed.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "DeploymentValidationError"
     assert cause.details[0][0]["loc"] == ["body", "disk_allocations", 0, "mount_point"]
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Deployment)) == 0
-    await save_history(client, workflow_id, "rejected")
+        assert await session.scalar(select(func.count()).select_from(DeploymentHistory)) == 0
 
 
 async def test_a_recorded_deployment_the_workflow_refuses_ends_failed_with_the_errors(
@@ -278,10 +274,12 @@ async def test_a_recorded_deployment_the_workflow_refuses_ends_failed_with_the_e
 
     from db.repository import insert_deployment, load_template_snapshot
     from domain.validation import validate_deployment
-    from workflows.contracts import DeployRequest, DiskOverride
+    from vocabulary.contracts import DeployRequest
+    from vocabulary.disks import DiskOverride
 
     operator = await make_user("operator")
     request = DeployRequest(
+        deployment_id=0,  # set once recorded
         user_id=operator.id,
         username=operator.username,
         template_id=await make_template(),
@@ -319,7 +317,7 @@ async def test_a_recorded_deployment_the_workflow_refuses_ends_failed_with_the_e
     assert result is not None and result.status == "failed"
     assert result.details["errors"][0]["loc"] == ["body", "disk_allocations", 0, "mount_point"]
     assert await handle.query(DeployWorkflow.status) == "failed"
-    await save_history(client, workflow_id, "rejected_after_recorded")
+    await save_history(client, workflow_id, "rejected")
 
 
 async def test_variables_ansible_would_obey_fail_the_deployment_before_anything_runs(

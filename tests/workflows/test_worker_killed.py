@@ -20,8 +20,8 @@ from db.session import SessionMaker
 from settings import PROJECT_ROOT, Settings
 from tests.conftest import wait_for
 from tests.doubles import RecordingRunnerDouble
+from vocabulary.contracts import PipelineFinished
 from worker import build_worker
-from workflows.contracts import PipelineFinished
 from workflows.deploy import DeployWorkflow
 
 

@@ -1,28 +1,28 @@
-"""Typed inputs and results of DeployWorkflow and its activities.
+"""Typed inputs and results of DeployWorkflow, its signals and its activities.
 
 Plain dataclasses with defaults on every added field, so a field can be added without breaking
-running workflows. No I/O here: the workflow sandbox imports this module.
+running workflows.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the data converter resolves these dataclasses' hints
+# inside the workflow sandbox, whose sys.modules may lack this module; real annotations need no
+# lookup there.
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from vocabulary.disks import DiskOverride, DiskSpec
+from vocabulary.runs import RunRef
+from vocabulary.statuses import DeploymentStatus
 
 JSON = dict[str, Any]
 
 
 @dataclass
-class DiskOverride:
-    mount_point: str
-    size_gb: int | None = None
-    filesystem_type: str | None = None
-
-
-@dataclass
 class DeployRequest:
-    """What the API starts a DeployWorkflow with."""
+    """What the API starts a DeployWorkflow with, once it has recorded the deployment."""
 
+    deployment_id: int
     user_id: int
     username: str
     template_id: int
@@ -31,28 +31,6 @@ class DeployRequest:
     disk_overrides: list[DiskOverride] = field(default_factory=list)
     default_callback_timeout_s: int = 3600
     poll_interval_s: int = 30
-    # Set when the API has already written the row (and the template search attributes at
-    # start); runs started before that field existed leave it None and behave as they did.
-    deployment_id: int | None = None
-    # The workflow code branches on this instead of patch markers, which cost every run an
-    # event and a search-attribute update. The API starts runs at CURRENT_FLOW_VERSION; a run
-    # keeps the version it started with, so replaying it takes the same branches.
-    flow_version: int = 1
-
-
-# 2: one timer per status check, kept across signals.
-CURRENT_FLOW_VERSION = 2
-
-
-@dataclass
-class DiskSpec:
-    disk_type: str
-    size_gb: int
-    mount_point: str
-    volume_group: str
-    logical_volume: str
-    filesystem_type: str
-    allocation_params: JSON = field(default_factory=dict)
 
 
 @dataclass
@@ -67,7 +45,10 @@ class ValidatedDeployment:
 
 
 @dataclass
-class CreateDeploymentInput:
+class RecordDeploymentInput:
+    """The deployment the API recorded, written again (same id) should its commit be lost."""
+
+    deployment_id: int
     workflow_id: str
     user_id: int
     deployment_name: str
@@ -78,13 +59,13 @@ class CreateDeploymentInput:
 class RejectDeploymentInput:
     """The workflow's own validation refused a deployment the API had already recorded."""
 
-    workflow_id: str
+    deployment_id: int
     message: str
     errors: list[JSON] = field(default_factory=list)
 
 
 @dataclass
-class CloneDisksInput:
+class DisksAllocatedInput:
     deployment_id: int
     disks: list[DiskSpec]
 
@@ -98,24 +79,11 @@ class StartPipelineInput:
 
 
 @dataclass
-class PipelineRun:
-    job_id: str
-    url: str | None = None
+class RecordRunInput:
+    """A run's reference, recorded as the deployment's job id."""
 
-
-@dataclass
-class PipelineRunStatus:
-    state: str
-    reason: str | None = None
-    stats: JSON | None = None
-    # Set when the run's reference changed (a Jenkins queue item became a build).
-    run: PipelineRun | None = None
-
-
-@dataclass
-class RecordTriggeredInput:
     deployment_id: int
-    run: PipelineRun
+    run: RunRef
 
 
 @dataclass
@@ -124,7 +92,7 @@ class RecordStepInput:
 
     deployment_id: int
     event_key: str
-    status: str
+    status: DeploymentStatus
     message: str
     details: JSON = field(default_factory=dict)
 
@@ -146,15 +114,7 @@ class PipelineFinished:
 
 
 @dataclass
-class DeploymentCreated:
-    """Result of the `deployment_created` update: the API's answer to a POST."""
-
-    deployment_id: int
-    workflow_id: str
-
-
-@dataclass
 class DeployResult:
-    deployment_id: int | None
-    status: str
+    deployment_id: int
+    status: DeploymentStatus
     reason: str | None = None

@@ -1,21 +1,22 @@
-"""Read queries behind the deployment views. Each view is one SQL statement."""
+"""The deployment read model: the queries behind the deployment views, one statement each.
+
+Visibility is part of every query: admins see every deployment, everyone else only their own."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from sqlalchemy import Select, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import ValidationFailed
 from db.models import Deployment, DeploymentHistory, DiskAllocation, Template, User
 from db.repository import disks_json
+from vocabulary.users import Role
 
 
 def _visible(user: User) -> Any:
     """Admins see every deployment; everyone else only their own."""
-    return true() if user.role == "admin" else Deployment.user_id == user.id
+    return true() if user.role == Role.ADMIN else Deployment.user_id == user.id
 
 
 SUMMARY_COLUMNS = (
@@ -57,41 +58,28 @@ async def deployment_detail(
     return dict(row) if row else None
 
 
-def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind == "id" and value.isdigit():
-            return int(value)
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise ValidationFailed([{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value"}])
-
-
 async def list_deployments(
     session: AsyncSession,
     user: User,
     *,
     status: str | None,
     template_id: int | None,
-    cursor: str | None,
+    before_id: int | None,
     limit: int,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first, keyset-paginated on id (ids grow with creation time)."""
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Newest first, keyset-paginated on id (ids grow with creation time): a page of rows with
+    ids below `before_id`, and the id the next page starts below (None on the last page)."""
     stmt = _joined(*SUMMARY_COLUMNS).where(_visible(user))
     if status is not None:
         stmt = stmt.where(Deployment.status == status)
     if template_id is not None:
         stmt = stmt.where(Deployment.template_id == template_id)
-    if cursor is not None:
-        stmt = stmt.where(Deployment.id < decode_cursor(cursor))
+    if before_id is not None:
+        stmt = stmt.where(Deployment.id < before_id)
     stmt = stmt.order_by(Deployment.id.desc()).limit(limit + 1)
     rows = [dict(r) for r in (await session.execute(stmt)).mappings()]
-    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    next_before = rows[limit - 1]["id"] if len(rows) > limit else None
+    return rows[:limit], next_before
 
 
 async def deployment_history(
