@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vocabulary.callback_events import MAX_BODY_BYTES
+
 DEFAULT_LIMIT = 1024 * 1024
-# Callback batches from a busy playbook are larger than any form a person sends.
-CALLBACK_LIMIT = 4 * 1024 * 1024
+# Callback batches from a busy playbook are larger than any form a person sends; the plugin sizes
+# its requests to the same contract.
+CALLBACK_LIMIT = MAX_BODY_BYTES
 
 
 class BodyLimitMiddleware:

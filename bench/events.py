@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from api.callbacks import signature_of
+from api.callback_ingest import signature_of
 
 
 def signed_request(

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from api.callbacks import signature_of
+from api.callback_ingest import signature_of
 
 
 def event(

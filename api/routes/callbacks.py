@@ -1,3 +1,6 @@
+"""The callback plugin's endpoint: `POST /api/deployments/{id}/callback` (the ingestion is
+`api/callback_ingest.py`)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -5,15 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from temporalio.service import RPCError
 
-from api.callbacks import authenticate, failure_reason, parse_events, stats_ok, store_events
+from api.callback_ingest import authenticate, failure_reason, parse_events, store_events
 from api.deps import SessionDep, SettingsDep, TemporalDep
-from api.errors import TemporalUnavailable, ValidationFailed
+from api.errors import TemporalUnavailable
 from api.schemas import DeploymentId, error_responses
-from workflows.contracts import PipelineFinished, PipelineStarted
+from vocabulary.callback_events import stats_ok
+from vocabulary.contracts import PipelineFinished, PipelineStarted
 from workflows.deploy import DeployWorkflow
 
-router = APIRouter(tags=["callbacks"], responses=error_responses(400, 401, 403, 422, 503))
-MAX_BODY = 4 * 1024 * 1024
+# The body's size is capped by BodyLimitMiddleware (413) while it streams in.
+router = APIRouter(tags=["callbacks"], responses=error_responses(400, 401, 403, 413, 422, 503))
 
 
 @router.post("/api/deployments/{deployment_id}/callback")
@@ -28,20 +32,18 @@ async def receive_callback(
 ) -> dict[str, Any]:
     """Signed events from the callback plugin: one event or `{"events": [...]}`."""
     body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ValidationFailed([{"loc": ["body"], "msg": "body too large", "type": "size"}])
-    deployment, verified = await authenticate(
+    target, verified = await authenticate(
         session, settings.secret_key, deployment_id, timestamp, signature, body
     )
     events = parse_events(body)
-    stored, milestones = await store_events(session, deployment, verified, events)
+    stored, milestones = await store_events(session, target, verified, events)
     reason = None
     if milestones.stats is not None and not stats_ok(milestones.stats):
-        reason = await failure_reason(session, deployment.id) or "the playbook reported failures"
+        reason = await failure_reason(session, target.id) or "the playbook reported failures"
     # Commit before signalling: the workflow must never record a result whose events are lost.
     await session.commit()
 
-    handle = temporal.get_workflow_handle(deployment.workflow_id)
+    handle = temporal.get_workflow_handle(target.workflow_id)
     try:
         if milestones.started is not None:
             await handle.signal(

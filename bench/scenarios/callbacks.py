@@ -26,12 +26,13 @@ import asyncpg
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.dialects.postgresql import insert
 
-from api.callbacks import _message, parse_events
+from api.callback_ingest import history_message, parse_events
 from bench.context import BenchContext
 from bench.events import playbook_batches, playbook_event_count, signed_request
 from bench.runner import HOLD_PREFIX
 from db.models import DeploymentHistory
 from domain.callback_tokens import callback_token
+from vocabulary.statuses import DeploymentStatus as S
 
 DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
 
@@ -93,8 +94,8 @@ def _compiled_insert(deployment_id: int, batch: list[dict[str, Any]]) -> tuple[s
         {
             "deployment_id": deployment_id,
             "event_key": f"event:{e['counter']}",
-            "status": "running",
-            "message": _message(e),
+            "status": S.RUNNING.value,
+            "message": history_message(e),
             "details": e,
         }
         for e in events
@@ -225,7 +226,7 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
     # The final stats reached each workflow: every held deployment must now succeed.
     for deployment in deployments:
         result = await ctx.temporal.get_workflow_handle(deployment["workflow_id"]).result()
-        if result.get("status") != "succeeded":
+        if result.get("status") != S.SUCCEEDED:
             raise RuntimeError(f"callback deployment {deployment['id']} ended {result}")
     lost, duplicated = await _verify(ctx, deployments, [single_answer, *parallel_answers], expected)
     raw_lost = (1 + streams) * expected - raw_single_stored - raw_parallel_stored

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.util
 import json
 import os
 import queue
@@ -17,6 +18,8 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ansible.plugins.callback import CallbackBase
@@ -33,7 +36,10 @@ description:
     and a UTC timestamp. Results of C(no_log) tasks are censored.
   - Delivery happens on a background thread and never fails the playbook. Connection errors,
     HTTP 5xx and 429 are retried with exponential backoff; other 4xx answers are not retried.
-  - Disables itself with a warning when O(url) or O(token) is missing.
+  - The event names, the keys of an event, the text and request size caps are the callback
+    contract, C(vocabulary/callback_events.py) of the same checkout, which the API reads too.
+  - Disables itself with a warning when O(url) or O(token) is missing, or when the contract file
+    cannot be loaded.
 requirements:
   - enable in configuration (C(callbacks_enabled = provisio_callback))
 options:
@@ -84,11 +90,35 @@ options:
         key: max_retry_time
 """
 
-CENSORED = (
-    "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
-)
-MSG_LIMIT = 2000  # characters kept of a result's msg / stderr
 USER_AGENT = "provisio-callback/1"
+
+# The callback contract is vocabulary/callback_events.py of this checkout (the plugin lives in
+# <checkout>/playbooks/callback_plugins/; Jenkins copies vocabulary/ with playbooks/). The API
+# imports it; here, inside ansible-playbook, the project is not installed and its packages'
+# dependencies are absent, and putting the checkout on sys.path would change imports for every
+# other plugin and module of the run. So the plugin loads that one file, which holds only the
+# standard library, by its path: one definition on both ends, nothing generated to keep in step.
+CONTRACT_PATH = Path(__file__).resolve().parents[2] / "vocabulary" / "callback_events.py"
+
+
+def load_contract(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("provisio_callback_contract", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no Python module at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Never raise here: Ansible imports every plugin of the directory, enabled or not. Without the
+# contract, set_options disables the plugin with this reason.
+contract: Any = None
+CONTRACT_ERROR: str | None = None
+try:
+    contract = load_contract(CONTRACT_PATH)
+except Exception as exc:
+    CONTRACT_ERROR = f"cannot load the callback contract {CONTRACT_PATH}: {exc!r}"
+CENSORED = contract.CENSORED if contract is not None else None
 
 
 def sign(token: str, timestamp: str, body: bytes) -> str:
@@ -107,7 +137,8 @@ class EventSender:
     """Delivers events to the API from a background thread.
 
     `send` only queues. The thread sends a batch when it is full, when `flush` asks (after each task
-    start), and at `close`. A batch that fails with a connection error, 5xx or 429 is retried with
+    start), and at `close`; a batch whose body would pass the contract's cap goes out in halves.
+    A batch that fails with a connection error, 5xx or 429 is retried with
     exponential backoff (re-signed each time, with a fresh timestamp) until `max_retry_time` has
     passed since its first attempt; any other 4xx drops it at once. Batches go out in order, one at
     a time. Nothing here raises into the caller: problems are collected in `errors`.
@@ -123,12 +154,14 @@ class EventSender:
         max_retry_time: float = 120.0,
         initial_backoff: float = 0.5,
         max_backoff: float = 30.0,
+        max_body_bytes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self._token = token
         self.timeout = timeout
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = max(1, min(int(batch_size), contract.MAX_EVENTS_PER_BATCH))
+        self.max_body_bytes = max_body_bytes or contract.MAX_BODY_BYTES
         self.max_retry_time = max(0.0, float(max_retry_time))
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
@@ -203,16 +236,34 @@ class EventSender:
             except Exception as exc:  # keep the thread alive: later events may still go out
                 self._error(f"provisio callback sender: unexpected error: {exc!r}")
 
+    @staticmethod
+    def _encode(batch: list[Any]) -> bytes:
+        # A fresh nonce per attempt: the API refuses a signature it has seen (a replay), and a
+        # retry in the same second would otherwise sign the very same bytes.
+        payload = {"events": batch, "nonce": uuid.uuid4().hex}
+        return json.dumps(payload, separators=(",", ":"), default=str).encode("utf-8")
+
     def _deliver(self, batch: list[Any]) -> None:
+        body = self._encode(batch)
+        if len(body) > self.max_body_bytes:
+            if len(batch) > 1:
+                half = len(batch) // 2
+                self._deliver(batch[:half])
+                self._deliver(batch[half:])
+            else:
+                self.dropped += 1
+                self._error(
+                    f"provisio callback: event {_span(batch)} not delivered: {len(body)} bytes, "
+                    f"over the API's limit of {self.max_body_bytes}"
+                )
+            return
         first_attempt = self._clock()
         backoff = self.initial_backoff
         attempt = 0
         while True:
             attempt += 1
-            # A fresh nonce per attempt: the API refuses a signature it has seen (a replay), and
-            # a retry in the same second would otherwise sign the very same bytes.
-            payload = {"events": batch, "nonce": uuid.uuid4().hex}
-            body = json.dumps(payload, separators=(",", ":"), default=str).encode("utf-8")
+            if attempt > 1:
+                body = self._encode(batch)
             retryable, detail, retry_after = self._post(body)
             if detail is None:
                 self.delivered += len(batch)
@@ -228,14 +279,8 @@ class EventSender:
             delay *= 0.8 + 0.4 * random.random()  # jitter: many agents, one API
             if not retryable or now + delay > deadline:
                 self.dropped += len(batch)
-                counters = [
-                    e["counter"]
-                    for e in batch
-                    if isinstance(e, Mapping) and isinstance(e.get("counter"), int)
-                ]
-                span = f"{min(counters)}..{max(counters)}" if counters else "?"
                 why = detail if not retryable else f"{detail}; gave up after {attempt} attempts"
-                self._error(f"provisio callback: events {span} not delivered: {why}")
+                self._error(f"provisio callback: events {_span(batch)} not delivered: {why}")
                 return
             if self._wakeup.wait(delay):  # close() shortened the deadline: re-check it now
                 self._wakeup.clear()
@@ -281,6 +326,13 @@ class EventSender:
             return True, f"{type(exc).__name__}: {exc}", None
 
 
+def _span(batch: list[Any]) -> str:
+    counters = [
+        e["counter"] for e in batch if isinstance(e, Mapping) and isinstance(e.get("counter"), int)
+    ]
+    return f"{min(counters)}..{max(counters)}" if counters else "?"
+
+
 def _retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
@@ -294,11 +346,6 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()  # noqa: UP017 - older agents' Pythons
 
 
-def _trim(value: Any, limit: int = MSG_LIMIT) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[:limit] + "...(trimmed)"
-
-
 def _first_failed_item_msg(raw: Mapping[str, Any]) -> str | None:
     # A loop's result says only "One or more items failed"; the reason is in the item.
     items = raw.get("results")
@@ -309,6 +356,10 @@ def _first_failed_item_msg(raw: Mapping[str, Any]) -> str | None:
             if item.get("msg"):
                 return str(item["msg"])
     return None
+
+
+def _bounded(value: Any) -> Any:
+    return None if value is None else contract.bound_text(value)
 
 
 def _attr(obj: Any, public: str, private: str) -> Any:
@@ -330,9 +381,14 @@ class CallbackModule(CallbackBase):
         self._counter = 0
         self._counter_lock = threading.Lock()
         self._finished = False
+        self._warned_keys: set[str] = set()
 
     def set_options(self, task_keys=None, var_options=None, direct=None):
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
+        if contract is None:
+            self._display.warning(f"provisio_callback is disabled: {CONTRACT_ERROR}")
+            self.disabled = True
+            return
         url = self.get_option("url")
         token = self.get_option("token")
         if not url or not token:
@@ -379,10 +435,10 @@ class CallbackModule(CallbackBase):
                     "counter": counter,
                     "uuid": str(uuid.uuid4()),
                     "event": event,
-                    "host": host,
-                    "task": task,
+                    "host": _bounded(host),
+                    "task": _bounded(task),
                     "timestamp": _now_iso(),
-                    "data": data or {},
+                    "data": self._contract_data(data or {}),
                 }
             )
             if flush:
@@ -390,6 +446,18 @@ class CallbackModule(CallbackBase):
             self._report_errors()
         except Exception as exc:  # the playbook never fails because of us
             self._warn(f"provisio_callback: could not queue {event}: {exc!r}")
+
+    def _contract_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        """`data` as the API keeps it: the contract's keys only, text bounded like the API's."""
+        unknown = set(data) - contract.DATA_KEYS - self._warned_keys
+        if unknown:  # a bug here, not in the playbook: said once per key, never sent in vain
+            self._warned_keys |= unknown
+            self._warn(f"provisio_callback: keys outside the callback contract: {sorted(unknown)}")
+        return {
+            key: _bounded(value) if key in contract.TEXT_DATA_KEYS else value
+            for key, value in data.items()
+            if key in contract.DATA_KEYS
+        }
 
     def _warn(self, message: str) -> None:
         try:
@@ -413,11 +481,11 @@ class CallbackModule(CallbackBase):
             no_log = bool(raw.get("_ansible_no_log")) or bool(getattr(task, "no_log", False))
             summary: dict[str, Any] = {
                 "changed": bool(raw.get("changed", False)),
-                "failed": bool(raw.get("failed", False)) or event == "runner_on_failed",
+                "failed": bool(raw.get("failed", False)) or event == contract.RUNNER_ON_FAILED,
             }
-            if event == "runner_on_skipped":
+            if event == contract.RUNNER_ON_SKIPPED:
                 summary["skipped"] = True
-            if event == "runner_on_unreachable":
+            if event == contract.RUNNER_ON_UNREACHABLE:
                 summary["unreachable"] = True
             if no_log:
                 summary["censored"] = CENSORED
@@ -428,14 +496,14 @@ class CallbackModule(CallbackBase):
                 if raw.get("msg") is not None:
                     msg = f"{raw['msg']}: {msg}" if msg else raw["msg"]
                 if msg is not None:
-                    summary["msg"] = _trim(msg)
+                    summary["msg"] = msg
                 if isinstance(raw.get("rc"), int):
                     summary["rc"] = raw["rc"]
-                if event in ("runner_on_failed", "runner_on_unreachable") and raw.get("stderr"):
-                    summary["stderr"] = _trim(raw["stderr"])
+                if event in contract.FAILING_EVENTS and raw.get("stderr"):
+                    summary["stderr"] = raw["stderr"]
                 if raw.get("skip_reason"):
-                    summary["skip_reason"] = _trim(raw["skip_reason"], 200)
-            # Flat: the API keeps the keys it knows (changed, failed, msg, rc, censored, ...).
+                    summary["skip_reason"] = raw["skip_reason"]
+            # Flat, the contract's keys only; _emit bounds the text.
             data.update(summary)
             data.update(extra)
             self._emit(
@@ -452,7 +520,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_start(self, playbook: Any) -> None:
         name = getattr(playbook, "_file_name", None)
         self._emit(
-            "playbook_on_start",
+            contract.PLAYBOOK_ON_START,
             data={"playbook": os.path.basename(name) if name else None},
             flush=True,
         )
@@ -460,7 +528,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_play_start(self, play: Any) -> None:
         try:
             name = play.get_name()
-            self._emit("playbook_on_play_start", task=name, data={"play": name})
+            self._emit(contract.PLAY_START, task=name, data={"play": name})
         except Exception as exc:
             self._warn(f"provisio_callback: could not report a play start: {exc!r}")
 
@@ -471,7 +539,7 @@ class CallbackModule(CallbackBase):
                 "action": getattr(task, "action", None),
                 "handler": handler,
             }
-            self._emit("playbook_on_task_start", task=task.get_name(), data=data, flush=True)
+            self._emit(contract.TASK_START, task=task.get_name(), data=data, flush=True)
         except Exception as exc:
             self._warn(f"provisio_callback: could not report a task start: {exc!r}")
 
@@ -482,16 +550,16 @@ class CallbackModule(CallbackBase):
         self._task_start(task, handler=True)
 
     def v2_runner_on_ok(self, result: Any) -> None:
-        self._result_event("runner_on_ok", result)
+        self._result_event(contract.RUNNER_ON_OK, result)
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
-        self._result_event("runner_on_failed", result, ignore_errors=bool(ignore_errors))
+        self._result_event(contract.RUNNER_ON_FAILED, result, ignore_errors=bool(ignore_errors))
 
     def v2_runner_on_skipped(self, result: Any) -> None:
-        self._result_event("runner_on_skipped", result)
+        self._result_event(contract.RUNNER_ON_SKIPPED, result)
 
     def v2_runner_on_unreachable(self, result: Any) -> None:
-        self._result_event("runner_on_unreachable", result)
+        self._result_event(contract.RUNNER_ON_UNREACHABLE, result)
 
     def v2_playbook_on_stats(self, stats: Any) -> None:
         if self.disabled or self.sender is None or self._finished:
@@ -499,19 +567,12 @@ class CallbackModule(CallbackBase):
         try:
             per_host: dict[str, dict[str, int]] = {}
             for host in sorted(stats.processed.keys()):
+                # Ansible's summary uses the contract's names.
                 summary = stats.summarize(host)
-                per_host[host] = {
-                    "ok": summary.get("ok", 0),
-                    "changed": summary.get("changed", 0),
-                    "failures": summary.get("failures", 0),
-                    "unreachable": summary.get("unreachable", 0),
-                    "skipped": summary.get("skipped", 0),
-                    "rescued": summary.get("rescued", 0),
-                    "ignored": summary.get("ignored", 0),
-                }
+                per_host[host] = {key: summary.get(key, 0) for key in contract.HOST_STATS_KEYS}
             with self._counter_lock:
                 total = self._counter + 1  # this event included
-            self._emit("playbook_on_stats", data={"stats": per_host, "total_events": total})
+            self._emit(contract.PLAYBOOK_ON_STATS, data={"stats": per_host, "total_events": total})
             self._finished = True
             delivered = self.sender.close()
             self._report_errors()

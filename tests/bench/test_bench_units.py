@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from api.callbacks import parse_events, signature_of
+from api.callback_ingest import parse_events, signature_of
 from bench.config import parse_args
 from bench.events import playbook_batches, playbook_event_count, signed_request
 from bench.scenarios.reads import plan_nodes, seq_scans_on_big_tables

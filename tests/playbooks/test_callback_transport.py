@@ -20,6 +20,7 @@ import pytest
 
 from tests.playbooks.callback_receiver import CallbackReceiverDouble, expected_signature
 from tests.playbooks.support import CALLBACK_PLUGINS, run_ansible
+from vocabulary import callback_events as contract
 
 
 def _load_plugin() -> ModuleType:
@@ -117,6 +118,47 @@ def test_a_full_batch_goes_out_unasked_and_flush_sends_the_rest(
         assert abs(int(str(request.timestamp)) - time.time()) < 60
         assert sorted(json.loads(request.body)) == ["events", "nonce"]
     assert sender.delivered == 6 and sender.dropped == 0
+
+
+def test_a_batch_over_the_body_cap_goes_out_in_halves_each_under_it(
+    receiver: CallbackReceiverDouble, path: str, plugin: ModuleType
+) -> None:
+    url = receiver.url(path, "secret-big")
+    events = make_events(1, 8)
+    for event in events:
+        event["data"]["msg"] = "x" * 900
+    one_event_bytes = len(json.dumps({"events": events[:1], "nonce": "n" * 32}))
+    cap = 3 * one_event_bytes  # room for two events and a bit, never three
+    sender = plugin.EventSender(url, "secret-big", batch_size=8, max_body_bytes=cap)
+    for event in events:
+        sender.send(event)
+    sender.flush()
+    assert sender.close(10)
+    requests = receiver.received(path)
+    assert [len(r.events) for r in requests] == [2, 2, 2, 2]
+    assert all(len(r.body) <= cap and r.signature_ok for r in requests)
+    assert counters(receiver.accepted_events(path)) == list(range(1, 9))
+
+    single = plugin.EventSender(url, "secret-big", max_body_bytes=one_event_bytes // 2)
+    single.send(events[0])
+    assert single.close(10)
+    assert single.dropped == 1 and "over the API's limit" in single.drain_errors()[0]
+    assert len(receiver.received(path)) == 4  # nothing sent that the API would refuse
+
+
+def test_the_batch_size_never_passes_the_contracts_cap(plugin: ModuleType) -> None:
+    sender = plugin.EventSender("http://127.0.0.1:9/x", "secret", batch_size=10**6)
+    try:
+        assert sender.batch_size == contract.MAX_EVENTS_PER_BATCH
+        assert sender.max_body_bytes == contract.MAX_BODY_BYTES
+    finally:
+        sender.close(1)
+
+
+def test_the_plugin_reads_the_one_contract_file(plugin: ModuleType) -> None:
+    assert plugin.CONTRACT_PATH == Path(contract.__file__).resolve()
+    assert plugin.contract.DATA_KEYS == contract.DATA_KEYS
+    assert plugin.CENSORED == contract.CENSORED
 
 
 # -- retries ------------------------------------------------------------------------------------
@@ -309,7 +351,10 @@ EVENTS_PLAYBOOK = """
       ignore_errors: true
     - name: Fail in the open
       ansible.builtin.command:
-        argv: [sh, -c, "echo visible-failure >&2; exit 4"]
+        argv:
+          - sh
+          - -c
+          - echo visible-failure >&2; yes x | head -c 5000 >&2; echo the-last-line >&2; exit 4
       ignore_errors: true
     - name: Never run
       ansible.builtin.debug:
@@ -379,7 +424,11 @@ def test_events_of_a_real_run(
     assert secret_failure["data"]["failed"] is True and secret_failure["data"]["ignore_errors"]
     open_failure = find("runner_on_failed", "Fail in the open")
     assert open_failure["data"]["rc"] == 4
-    assert "visible-failure" in open_failure["data"]["stderr"]
+    # Bounded to the contract's cap, keeping the start and the end of a long stderr.
+    stderr = open_failure["data"]["stderr"]
+    assert len(stderr) <= contract.MAX_TEXT_CHARS
+    assert stderr.startswith("visible-failure") and stderr.endswith("the-last-line")
+    assert "characters trimmed" in stderr
     find("runner_on_skipped", "Never run")
     task_starts = [e["task"] for e in events if e["event"] == "playbook_on_task_start"]
     assert task_starts == ["Print a secret", "Fail with a secret", "Fail in the open", "Never run"]
@@ -396,5 +445,32 @@ def test_events_of_a_real_run(
         "ignored": 2,
     }
     for event in events:
-        assert set(event) == {"counter", "uuid", "event", "host", "task", "timestamp", "data"}
+        assert set(event) == set(contract.EVENT_KEYS)
+        assert set(event["data"]) <= contract.DATA_KEYS, event
         assert event["timestamp"].endswith("+00:00")
+
+
+def test_without_the_contract_file_the_plugin_disables_itself_and_the_run_goes_on(
+    receiver: CallbackReceiverDouble, path: str, tmp_path: Path
+) -> None:
+    # The plugin alone, as if playbooks/ had been copied without vocabulary/ beside it.
+    plugins = tmp_path / "playbooks" / "callback_plugins"
+    plugins.mkdir(parents=True)
+    shutil.copy(CALLBACK_PLUGINS / "provisio_callback.py", plugins)
+    (tmp_path / "play.yml").write_text(EVENTS_PLAYBOOK)
+    (tmp_path / "inventory.yml").write_text(INVENTORY)
+    result = run_ansible(
+        ["ansible-playbook", "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml")],
+        tmp_path,
+        ANSIBLE_CALLBACK_PLUGINS=str(plugins),
+        ANSIBLE_CALLBACKS_ENABLED="provisio_callback",
+        PROVISIO_CALLBACK_URL=receiver.url(path, "secret-missing"),
+        PROVISIO_CALLBACK_TOKEN="secret-missing",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    missing = tmp_path / "vocabulary" / "callback_events.py"
+    assert (
+        f"provisio_callback is disabled: cannot load the callback contract {missing}"
+        in " ".join(result.stderr.split())  # on a terminal, Ansible wraps long warnings
+    ), result.stderr
+    assert receiver.received(path) == []
