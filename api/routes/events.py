@@ -28,9 +28,10 @@ REPEATABLE READ snapshot as the rows. A transaction elsewhere that stays open fo
 `SETTLE_MAX_S` would stall every stream; after that long a row is sent anyway (writers of history
 rows hold their transactions for milliseconds).
 
-The endpoint polls PostgreSQL every `POLL_INTERVAL_S` with a pooled connection it holds only for
-the poll, so an open stream holds no connection. LISTEN/NOTIFY would need a trigger on
-`deployment_history`; polling one indexed range per second per viewer is cheap enough here.
+The endpoint polls PostgreSQL every `POLL_INTERVAL_S` (`db/event_reads.py` reads one snapshot)
+with a pooled connection it holds only for the poll, so an open stream holds no connection.
+LISTEN/NOTIFY would need a trigger on `deployment_history`; polling one indexed range per second
+per viewer is cheap enough here.
 """
 
 from __future__ import annotations
@@ -40,20 +41,19 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.deployment_reads import deployment_detail
 from api.deps import CurrentUser, SessionDep, SettingsDep, get_current_user, oauth2_scheme
 from api.errors import DomainError, NotFound, ValidationFailed
 from api.schemas import BIGINT_MAX, DeploymentId, HistoryEntry, error_responses
-from db.models import FINAL_STATUSES, DeploymentHistory
+from db.deployment_reads import deployment_detail
+from db.event_reads import Poll, has_rows_after, read_poll
 from settings import Settings
+from vocabulary.statuses import FINAL_STATUSES
 
 router = APIRouter(tags=["deployments"], responses=error_responses(400, 401, 404))
 
@@ -63,31 +63,6 @@ MAX_STREAM_S = 300.0
 RECHECK_ACCESS_S = 30.0
 SETTLE_MAX_S = 10.0
 RETRY_MS = 3000
-BATCH = 500
-
-_HEAD = text(
-    """
-    SELECT pg_snapshot_xmin(snap)::text::bigint AS xmin,
-           pg_snapshot_xmax(snap)::text::bigint AS xmax,
-           d.status,
-           d.updated_at,
-           (SELECT max(h.id) FROM deployment_history h WHERE h.deployment_id = d.id) AS max_id
-    FROM pg_current_snapshot() AS snap, deployments AS d
-    WHERE d.id = :deployment_id
-    """
-)
-
-
-@dataclass
-class Poll:
-    """What one snapshot shows: transaction horizon, status, and rows after the cursor."""
-
-    xmin: int
-    xmax: int
-    status: str
-    updated_at: datetime
-    max_id: int
-    rows: list[dict[str, Any]]
 
 
 @dataclass
@@ -155,29 +130,6 @@ class StreamState:
             out.append(sse("end", json.dumps({"status": poll.status})))
             self.ended = True
         return out
-
-
-async def read_poll(session: AsyncSession, deployment_id: int, cursor: int) -> Poll | None:
-    """One consistent snapshot: the horizon numbers, the status and the rows after `cursor`."""
-    await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-    head = (await session.execute(_HEAD, {"deployment_id": deployment_id})).mappings().first()
-    if head is None:
-        return None
-    history = DeploymentHistory
-    rows = await session.execute(
-        select(history.id, history.status, history.message, history.details, history.created_at)
-        .where(history.deployment_id == deployment_id, history.id > cursor)
-        .order_by(history.id)
-        .limit(BATCH)
-    )
-    return Poll(
-        xmin=head["xmin"],
-        xmax=head["xmax"],
-        status=head["status"],
-        updated_at=head["updated_at"],
-        max_id=head["max_id"] or 0,
-        rows=[dict(r) for r in rows.mappings()],
-    )
 
 
 async def _can_read(
@@ -263,13 +215,7 @@ async def deployment_events(
     if detail is None:
         raise NotFound("deployment not found")
     if last_event_id and detail["status"] in FINAL_STATUSES:
-        newer = await session.scalar(
-            select(DeploymentHistory.id)
-            .where(DeploymentHistory.deployment_id == deployment_id)
-            .where(DeploymentHistory.id > cursor)
-            .limit(1)
-        )
-        if newer is None:
+        if not await has_rows_after(session, deployment_id, cursor):
             return Response(status_code=204)
 
     # The request's session closes when this function returns (SessionDep is function-scoped):

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from api.routes import events as events_module
-from api.routes.events import Poll, StreamState
+from api.routes.events import StreamState
+from db.event_reads import Poll
 from db.repository import record_step
 from db.session import SessionMaker
 from settings import Settings
@@ -22,6 +23,7 @@ from tests.ui.support import (
     send_events,
     wait_status,
 )
+from vocabulary.statuses import DeploymentStatus as S
 
 RUN_START = [
     event(1, "playbook_on_start"),
@@ -139,9 +141,9 @@ async def test_a_row_is_held_back_until_a_lower_id_still_committing_is_visible(
             pass  # caught up
 
         async with sessionmaker() as slow:
-            await record_step(slow, queued["id"], "test:slow", "queued", "slow writer")
+            await record_step(slow, queued["id"], "test:slow", S.QUEUED, "slow writer")
             async with sessionmaker.begin() as fast:
-                await record_step(fast, queued["id"], "test:fast", "queued", "fast writer")
+                await record_step(fast, queued["id"], "test:fast", S.QUEUED, "fast writer")
             # The higher id is committed, the lower one not yet: nothing may come out.
             with pytest.raises(TimeoutError):
                 item = await stream.next(timeout_s=2.5)
