@@ -44,14 +44,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import requests
-
-# The repository's jenkins/ directory (no __init__.py) shadows python-jenkins for mypy and ruff,
-# never at run time (a regular package beats a namespace directory): hence the ignore, and
-# python-jenkins sorted as first party.
-from jenkins import Jenkins, JenkinsException, NotFoundException  # type: ignore[attr-defined]
+from jenkins import Jenkins, JenkinsException, NotFoundException
 
 from pipeline.ansible_vars import check_variables
-from pipeline.runner import PipelineRequest, RunRef, RunState, RunStatus
+from pipeline.runner import PipelineRequest
+from vocabulary.runs import RunRef, RunState, RunStatus
 
 if TYPE_CHECKING:
     from settings import Settings

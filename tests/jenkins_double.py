@@ -1,8 +1,8 @@
 """A double of Jenkins for tests: a real HTTP server on 127.0.0.1 that speaks the part of Jenkins'
 HTTP API python-jenkins uses for the provisio-deploy job, and runs its builds the way
-jenkins/Jenkinsfile does. Jenkins itself cannot run here.
+jenkins_job/Jenkinsfile does. Jenkins itself cannot run here.
 
-What it copies from Jenkins (2.5xx, configured by jenkins/casc.yaml):
+What it copies from Jenkins (2.5xx, configured by jenkins_job/casc.yaml):
 
 * Basic auth on every request (401 for wrong credentials, 403 for none). A POST must carry the
   CSRF crumb issued to its web session (`Jenkins-Crumb` header plus the session cookie of the
@@ -13,9 +13,9 @@ What it copies from Jenkins (2.5xx, configured by jenkins/casc.yaml):
 * A queue item waits (`why`), then becomes a build (the item turns into a left item whose
   `executable` is the build) or is cancelled (`cancelled: true`). Builds list newest first, at
   most 100, and carry `queueId`, `building`, `result`, `url` and the parameters in `actions`.
-* A build does what the Jenkinsfile does: copies the deploy code (jenkins/, pipeline/,
-  playbooks/, as PROVISIO_HOME in the image) into a fresh workspace, writes VARS_JSON to
-  vars.json, runs `python3 jenkins/run_deployment.py --vars-json "$WORKSPACE/vars.json"
+* A build does what the Jenkinsfile does: copies the deploy code (jenkins_job/, pipeline/,
+  playbooks/, vocabulary/, as PROVISIO_HOME in the image) into a fresh workspace, writes VARS_JSON
+  to vars.json, runs `python3 jenkins_job/run_deployment.py --vars-json "$WORKSPACE/vars.json"
   --deployment-id "$DEPLOYMENT_ID"` with the parameters and PROVISIO_CALLBACK_URL/TOKEN in its
   environment plus the agent's (`agent_env`: PROVISIO_DISK_BACKEND, PROVISIO_SANDBOX_ROOT, ...),
   sets SUCCESS or FAILURE from the exit code, and removes vars.json. `/stop` sends SIGTERM to the
@@ -56,7 +56,7 @@ VENV_BIN = Path(sys.executable).parent
 JENKINS_VERSION = "2.555.1"
 CRUMB_FIELD = "Jenkins-Crumb"
 SESSION_COOKIE = "JSESSIONID.double"
-# The job's parameters as jenkins/casc.yaml defines them: name -> (kind, default).
+# The job's parameters as jenkins_job/casc.yaml defines them: name -> (kind, default).
 JOB_PARAMETERS = {
     "DEPLOYMENT_ID": ("string", ""),
     "CALLBACK_URL": ("string", ""),
@@ -68,8 +68,8 @@ _PARAMETER_CLASSES = {
     "password": "hudson.model.PasswordParameterValue",
     "text": "hudson.model.TextParameterValue",
 }
-# What the image carries under PROVISIO_HOME (jenkins/Dockerfile), copied into each workspace.
-DEPLOY_CODE = ("jenkins", "pipeline", "playbooks")
+# What the image carries under PROVISIO_HOME (jenkins_job/Dockerfile), copied into each workspace.
+DEPLOY_CODE = ("jenkins_job", "pipeline", "playbooks", "vocabulary")
 BUILDS_LISTED = 100
 
 
@@ -353,7 +353,7 @@ class JenkinsDouble:
                 python3 = shutil.which("python3", path=env["PATH"]) or "python3"
                 argv = [
                     python3,
-                    "jenkins/run_deployment.py",
+                    "jenkins_job/run_deployment.py",
                     "--vars-json",
                     str(vars_json),
                     "--deployment-id",

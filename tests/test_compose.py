@@ -18,11 +18,12 @@ import pytest
 import yaml
 
 from settings import Settings
+from tests.jenkins_double import DEPLOY_CODE
 from workflows import search_attributes
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
-JENKINS = REPO / "jenkins"
+JENKINS = REPO / "jenkins_job"
 
 # A ${VAR}, ${VAR:-default} or ${VAR:?message} reference in the compose file.
 VAR_REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?[^}]*\}")
@@ -257,7 +258,7 @@ def test_jenkinsfile_passes_values_to_the_shell_as_data() -> None:
         assert pattern not in jenkinsfile
     # The user's variables reach the entry script through a file, never the command line.
     assert re.search(r"writeFile\s+file:\s*'vars\.json',\s*text:\s*params\.VARS_JSON", jenkinsfile)
-    assert "jenkins/run_deployment.py" in jenkinsfile
+    assert "jenkins_job/run_deployment.py" in jenkinsfile
     assert '--vars-json "$WORKSPACE/vars.json"' in jenkinsfile
 
 
@@ -297,9 +298,19 @@ def test_casc_defines_the_deploy_job_with_exactly_its_four_parameters(job_dsl: s
 def test_casc_reads_the_jenkinsfile_the_image_ships() -> None:
     casc = (JENKINS / "casc.yaml").read_text()
     dockerfile = (JENKINS / "Dockerfile").read_text()
-    assert "${readFileBase64:/opt/provisio/jenkins/Jenkinsfile}" in casc
-    assert re.search(r"^COPY jenkins/ /opt/provisio/jenkins/$", dockerfile, re.MULTILINE)
-    assert "CASC_JENKINS_CONFIG=/opt/provisio/jenkins/casc.yaml" in dockerfile
+    assert "${readFileBase64:/opt/provisio/jenkins_job/Jenkinsfile}" in casc
+    assert re.search(r"^COPY jenkins_job/ /opt/provisio/jenkins_job/$", dockerfile, re.MULTILINE)
+    assert "CASC_JENKINS_CONFIG=/opt/provisio/jenkins_job/casc.yaml" in dockerfile
+
+
+def test_the_jenkins_image_carries_the_deploy_code_and_the_callback_contract() -> None:
+    dockerfile = (JENKINS / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\w+)/ /opt/provisio/\1/$", dockerfile, re.MULTILINE))
+    # The callback plugin loads vocabulary/callback_events.py beside playbooks/ (or disables
+    # itself: tests/playbooks/test_callback_transport.py), and the Jenkins double's builds copy
+    # exactly what the image carries.
+    assert copied == {"jenkins_job", "pipeline", "playbooks", "vocabulary"}
+    assert copied == set(DEPLOY_CODE)
 
 
 def test_plugins_cover_what_casc_uses() -> None:

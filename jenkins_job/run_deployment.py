@@ -10,7 +10,7 @@ Works from a checkout or from the Jenkins image's copy without installing the pr
 the standard library, PyYAML and Ansible. For that reason its defaults come from the environment
 here (the same PROVISIO_* names as settings.py) rather than from the Settings class.
 
-    python3 jenkins/run_deployment.py --vars-json "$WORKSPACE/vars.json" --deployment-id 42
+    python3 jenkins_job/run_deployment.py --vars-json "$WORKSPACE/vars.json" --deployment-id 42
 """
 
 from __future__ import annotations
