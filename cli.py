@@ -9,6 +9,7 @@ import logging
 import sys
 
 from settings import Settings, get_settings
+from vocabulary.users import ROLES, Role
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     create = users.add_parser("create", help="create a user (the first admin of an install)")
     create.add_argument("username")
-    create.add_argument("--role", choices=("admin", "operator", "viewer"), default="admin")
+    create.add_argument("--role", choices=ROLES, default=Role.ADMIN.value)
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
 
         upgrade(settings.database_url)
         if settings.admin_password:
-            asyncio.run(_create_user(settings, "admin", settings.admin_password, "admin"))
+            asyncio.run(_create_user(settings, "admin", settings.admin_password, Role.ADMIN))
     elif args.command == "worker":
         from worker import run_worker
 

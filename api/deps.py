@@ -15,6 +15,7 @@ from api.errors import Forbidden, NotAuthenticated
 from api.security import user_id_from_token
 from db.models import User
 from settings import Settings
+from vocabulary.users import Role
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
 
@@ -72,4 +73,4 @@ def require_roles(*roles: str):  # type: ignore[no-untyped-def]
     return Depends(check)
 
 
-AdminUser = Annotated[User, require_roles("admin")]
+AdminUser = Annotated[User, require_roles(Role.ADMIN)]

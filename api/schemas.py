@@ -9,8 +9,8 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.validation import FILESYSTEMS, MAX_DISK_GB
+from vocabulary.users import Role
 
-Role = Literal["admin", "operator", "viewer"]
 # Ids within their column types, so an absurd id is a 422, not a database error.
 INT_MAX, BIGINT_MAX = 2**31 - 1, 2**63 - 1
 DeploymentId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
@@ -21,6 +21,8 @@ DeploymentName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 ]
 ConfigKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# A role's name as JSON gives it (strict models take no str for an enum otherwise).
+RoleName = Annotated[Role, Field(strict=False)]
 
 
 class Strict(BaseModel):
@@ -35,11 +37,11 @@ class Token(BaseModel):
 class UserCreate(Strict):
     username: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,64}$")]
     password: Annotated[str, StringConstraints(min_length=8, max_length=256)]
-    role: Role
+    role: RoleName
 
 
 class UserUpdate(Strict):
-    role: Role | None = None
+    role: RoleName | None = None
     is_active: bool | None = None
 
 

@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
     from vocabulary.contracts import PipelineFinished, PipelineStarted
+    from vocabulary.statuses import DeploymentStatus as S
 
 BASELINE_TASK_QUEUE = "bench-bare"
 # As DeployWorkflow's DB_STEP and TRIGGER options.
@@ -81,7 +82,7 @@ class BareWorkflow:
                 )
             )
         await self._step("record_result")
-        return "succeeded"
+        return S.SUCCEEDED.value
 
     @workflow.query
     def waiting(self) -> bool:

@@ -18,12 +18,16 @@ from typing import Any
 
 import asyncpg
 
-STATUSES = ("succeeded",) * 8 + ("failed", "running")
+from vocabulary.statuses import DeploymentStatus as S
+from vocabulary.statuses import HistoryStatus
+from vocabulary.users import Role
+
+STATUSES = (S.SUCCEEDED.value,) * 8 + (S.FAILED.value, S.RUNNING.value)
 HISTORY_STEPS = (
-    ("created", "pending", "Deployment created"),
-    ("disks_allocated", "provisioning", "3 disk allocation(s) cloned from the template"),
-    ("triggered", "queued", "Pipeline triggered"),
-    ("running", "running", "Playbook started"),
+    ("created", HistoryStatus.CREATED.value, "Deployment created"),
+    ("disks_allocated", S.PROVISIONING.value, "3 disk allocation(s) cloned from the template"),
+    ("triggered", S.QUEUED.value, "Pipeline triggered"),
+    ("running", S.RUNNING.value, "Playbook started"),
 )
 DISKS = (
     ("ssd", 20, "/data/pgdata", "vg_data", "lv_pgdata", "ext4"),
@@ -64,7 +68,8 @@ async def load(
     suffix = f"{rng.getrandbits(32):08x}"
 
     user_rows = [
-        (f"bulk-{suffix}-{i}", password_hash, "operator", True, now) for i in range(users - 1)
+        (f"bulk-{suffix}-{i}", password_hash, Role.OPERATOR.value, True, now)
+        for i in range(users - 1)
     ]
     await conn.copy_records_to_table(
         "users",
@@ -123,7 +128,7 @@ async def load(
             steps = HISTORY_STEPS[: 1 + min(len(HISTORY_STEPS) - 1, middle)]
             out = [(key, st, msg, '{"bench": true}') for key, st, msg in steps]
             events = count - len(out) - (1 if count > 1 else 0)
-            if status[d] == "running":
+            if status[d] == S.RUNNING:
                 events += 1 if count > 1 else 0
             for e in range(1, events + 1):
                 host = f"host-{e % 50:03d}"
@@ -131,8 +136,8 @@ async def load(
                     f'{{"counter": {e}, "event": "runner_on_ok", "host": "{host}",'
                     f' "task": "Task {e}", "data": {{"changed": true}}}}'
                 )
-                out.append((f"event:{e}", "running", f"ok: {host} — Task {e}", details))
-            if status[d] != "running" and count > 1:
+                out.append((f"event:{e}", S.RUNNING.value, f"ok: {host} — Task {e}", details))
+            if status[d] != S.RUNNING and count > 1:
                 out.append(("result", status[d], f"Deployment {status[d]}", '{"stats": {}}'))
             for k, (key, st, msg, details) in enumerate(out):
                 yield (row_id, d, key, st, msg, details, created[d] + timedelta(seconds=k))

@@ -38,6 +38,7 @@ from devstack.seed import (
     template_from_spec,
 )
 from settings import PROJECT_ROOT
+from vocabulary.users import Role
 
 OPERATOR = "bench-operator"
 # Held deployments (launch latency, callback ingestion) must not poll the runner while the
@@ -143,7 +144,7 @@ class BenchStack:
             sessionmaker = create_sessionmaker(engine)
             await ensure_admin(sessionmaker, self.admin_password)
             await ensure_sample_templates(sessionmaker)
-            await ensure_user(sessionmaker, OPERATOR, self.operator_password, "operator")
+            await ensure_user(sessionmaker, OPERATOR, self.operator_password, Role.OPERATOR)
             async with sessionmaker.begin() as session:
                 admin = (await session.execute(User.__table__.select())).first()
                 spec = SAMPLE_TEMPLATES[0]

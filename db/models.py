@@ -103,7 +103,7 @@ class Deployment(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     template_id: Mapped[int] = mapped_column(ForeignKey("templates.id"), index=True)
     deployment_name: Mapped[str] = mapped_column(String(63))
-    status: Mapped[str] = mapped_column(String(32), server_default="pending")
+    status: Mapped[str] = mapped_column(String(32), server_default=DeploymentStatus.PENDING.value)
     configuration: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     jenkins_job_id: Mapped[str | None] = mapped_column(String(255))
     # Addition: the idempotency key of the insert, and the link to the Temporal UI.

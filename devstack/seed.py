@@ -9,6 +9,7 @@ from sqlalchemy import select
 from api.security import hash_password
 from db.models import Template, TemplateDiskAllocation, User
 from db.session import SessionMaker
+from vocabulary.users import Role
 
 SAMPLE_TEMPLATES: list[dict[str, Any]] = [
     {
@@ -67,7 +68,7 @@ async def ensure_user(sessionmaker: SessionMaker, username: str, password: str, 
 
 
 async def ensure_admin(sessionmaker: SessionMaker, password: str) -> bool:
-    return await ensure_user(sessionmaker, "admin", password, "admin")
+    return await ensure_user(sessionmaker, "admin", password, Role.ADMIN)
 
 
 async def ensure_sample_templates(sessionmaker: SessionMaker) -> None:

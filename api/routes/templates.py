@@ -11,6 +11,7 @@ from api.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from api.schemas import TemplateCreate, TemplateId, TemplatePublic, error_responses
 from db.models import Template, TemplateDiskAllocation
 from domain.template_rules import template_errors
+from vocabulary.users import Role
 
 router = APIRouter(tags=["templates"], responses=error_responses(400, 401, 403, 404, 409))
 MAX_CONFIGURATION_BYTES = 64 * 1024
@@ -24,7 +25,7 @@ async def list_templates(
     include_inactive: bool = False,
 ) -> list[TemplatePublic]:
     """Active templates; admins may ask for the inactive ones too (to reactivate them)."""
-    if include_inactive and user.role != "admin":
+    if include_inactive and user.role != Role.ADMIN:
         raise Forbidden("only admins see inactive templates")
     stmt = select(Template).order_by(Template.name, Template.version)
     if not include_inactive:
@@ -92,12 +93,12 @@ async def _set_active(session: SessionDep, template_id: int, active: bool) -> Te
     return TemplatePublic.model_validate(template)
 
 
-@router.post("/api/templates/{template_id}/deactivate", dependencies=[require_roles("admin")])
+@router.post("/api/templates/{template_id}/deactivate", dependencies=[require_roles(Role.ADMIN)])
 async def deactivate_template(template_id: TemplateId, session: SessionDep) -> TemplatePublic:
     """No new deployments from it; existing deployments keep pointing at it."""
     return await _set_active(session, template_id, False)
 
 
-@router.post("/api/templates/{template_id}/activate", dependencies=[require_roles("admin")])
+@router.post("/api/templates/{template_id}/activate", dependencies=[require_roles(Role.ADMIN)])
 async def activate_template(template_id: TemplateId, session: SessionDep) -> TemplatePublic:
     return await _set_active(session, template_id, True)

@@ -8,9 +8,10 @@ from api.errors import Conflict, NotFound
 from api.schemas import UserAdminView, UserCreate, UserId, UserPublic, UserUpdate, error_responses
 from api.security import hash_password
 from db.models import User
+from vocabulary.users import Role
 
 router = APIRouter(tags=["users"], responses=error_responses(400, 401, 403, 404, 409))
-admin_only = [require_roles("admin")]
+admin_only = [require_roles(Role.ADMIN)]
 
 
 @router.get("/api/users/me")
@@ -43,10 +44,10 @@ async def update_user(user_id: UserId, body: UserUpdate, session: SessionDep) ->
     user = await session.get(User, user_id, with_for_update=True)
     if user is None:
         raise NotFound("user not found")
-    stays_admin = (body.role or user.role) == "admin" and body.is_active is not False
-    if user.role == "admin" and user.is_active and not stays_admin:
+    stays_admin = (body.role or user.role) == Role.ADMIN and body.is_active is not False
+    if user.role == Role.ADMIN and user.is_active and not stays_admin:
         admins = await session.scalar(
-            select(func.count()).where(User.role == "admin", User.is_active)
+            select(func.count()).where(User.role == Role.ADMIN, User.is_active)
         )
         if admins == 1:
             raise Conflict("this is the last active admin")

@@ -17,6 +17,7 @@ from temporalio.client import Client
 from bench.baseline import BASELINE_TASK_QUEUE, BareInput, BareWorkflow
 from bench.context import BenchContext, run_pool
 from bench.stats import percentile
+from vocabulary.statuses import DeploymentStatus as S
 
 PRODUCT_PROCESSES = ("api", "worker", "temporal", "postgres")
 BASELINE_PROCESSES = ("baseline-worker", "temporal")
@@ -25,7 +26,7 @@ BASELINE_PROCESSES = ("baseline-worker", "temporal")
 async def provisio_deployment(ctx: BenchContext, name: str) -> None:
     created = await ctx.launch(name)
     result = await ctx.temporal.get_workflow_handle(created["workflow_id"]).result()
-    if result.get("status") != "succeeded":
+    if result.get("status") != S.SUCCEEDED:
         raise RuntimeError(f"deployment {created['id']} ended {result}")
 
 
@@ -33,7 +34,7 @@ async def bare_workflow(temporal: Client, workflow_id: str) -> None:
     handle = await temporal.start_workflow(
         BareWorkflow.run, BareInput(), id=workflow_id, task_queue=BASELINE_TASK_QUEUE
     )
-    if await handle.result() != "succeeded":
+    if await handle.result() != S.SUCCEEDED:
         raise RuntimeError(f"bare workflow {workflow_id} did not succeed")
 
 

@@ -37,6 +37,7 @@ from bench.context import BenchContext
 from bench.lean_http import LeanHTTP
 from bench.stats import percentile
 from db import deployment_reads
+from vocabulary.users import Role
 
 BIG_TABLES = ("deployments", "disk_allocations", "deployment_history")
 DIALECT = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
@@ -125,7 +126,7 @@ async def _seq_scan_counts(conn: asyncpg.Connection) -> int:
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
     cfg = ctx.config
-    reader = SimpleNamespace(id=ctx.operator_id, role="operator")
+    reader = SimpleNamespace(id=ctx.operator_id, role=Role.OPERATOR)
     conn = await ctx.raw()
     lean = LeanHTTP(ctx.stack.api_url)
     try:
