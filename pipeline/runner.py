@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vocabulary.runs import RunRef, RunStatus
+from vocabulary.runs import RunAction, RunRef, RunStatus
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,10 @@ class PipelineRequest:
     callback_url: str
     callback_token: str
     variables: dict[str, Any] = field(default_factory=dict)
+    # Which playbook, and which of the deployment's runs this is (1, 2, ...: its first deploy,
+    # then each retry, cancel teardown or destroy). A run is found again by (deployment, run).
+    action: RunAction = RunAction.DEPLOY
+    run: int = 1
 
 
 class PipelineRunner(Protocol):

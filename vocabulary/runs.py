@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class RunAction(enum.StrEnum):
+    """What a run does: the playbook it runs (`playbooks/<action>.yml`)."""
+
+    DEPLOY = "deploy"
+    DESTROY = "destroy"
+
+
 class RunState(enum.StrEnum):
     QUEUED = "queued"  # accepted, not started (a Jenkins queue item)
     RUNNING = "running"
