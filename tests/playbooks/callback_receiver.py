@@ -2,6 +2,9 @@
 Provisio callback plugin sends (signature, timestamp, body shape) and records it.
 
 Not the API: it neither dedupes nor stores. Tests assert on what arrived, duplicates included.
+With `forward_to` (the real API's base URL) it is a wire tap instead: each well-signed request is
+passed on unchanged and answered with the API's status, so a test sees both what the plugin sent
+and what the API stored.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import hmac
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,6 +46,7 @@ class CallbackReceiverDouble:
     # Scripted answers per path, used first to last before answering 202.
     scripted: dict[str, list[int]] = field(default_factory=dict)
     requests: list[ReceivedRequest] = field(default_factory=list)
+    forward_to: str | None = None
     port: int = 0
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -99,6 +105,9 @@ class CallbackReceiverDouble:
                 status = 401
             elif script:
                 status = script.pop(0)
+            elif self.forward_to is not None:
+                # Under the lock, so requests reach the API in the order the plugin sent them.
+                status = _forward(self.forward_to + path, headers, body)
             else:
                 status = 202
             self.requests.append(
@@ -130,6 +139,19 @@ class CallbackReceiverDouble:
                 return events
             time.sleep(0.05)
         return self.accepted_events(path)
+
+
+def _forward(url: str, headers: Any, body: bytes) -> int:
+    """POST the request on, signature headers and body unchanged; the answer's status."""
+    passed_on = ("Content-Type", "X-Provisio-Timestamp", "X-Provisio-Signature")
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={name: headers[name] for name in passed_on}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def expected_signature(token: str, timestamp: str, body: bytes) -> str:
