@@ -1,4 +1,5 @@
-"""The web UI: one HTML shell and its static modules, served from api/static on the API's origin.
+"""The web UI: one HTML shell and its static modules from the top-level `web/` folder, on the API's
+origin, plus `/ui/vocabulary.js`, the words the UI shares with the API, written from `vocabulary/`.
 
 The shell carries no data: every page is rendered in the browser from the same HTTP API, with the
 same bearer token, as any other client (see docs/ui.md). The paths below are the UI's addresses,
@@ -7,15 +8,21 @@ so a reload or a shared link lands on the right page.
 
 from __future__ import annotations
 
-from pathlib import Path
+import hashlib
+import json
+from functools import cache
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from settings import PROJECT_ROOT
+from vocabulary import callback_events
+from vocabulary.statuses import HISTORY_STATUSES, DeploymentStatus, HistoryStatus
+
 router = APIRouter(include_in_schema=False)
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+WEB_DIR = PROJECT_ROOT / "web"
 PAGES = (
     "/login",
     "/deployments",
@@ -39,12 +46,40 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+# `no-cache` means "revalidate": a new release is picked up at the next load, an unchanged file
+# costs a 304.
+ASSET_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
-_assets = StaticFiles(directory=STATIC_DIR)
+_assets = StaticFiles(directory=WEB_DIR)
 
 
 def _shell() -> Response:
-    return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+    return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+
+
+@cache
+def vocabulary_module() -> str:
+    """An ES module of the statuses and callback words, so the UI never retypes them."""
+    words = {
+        "STATUS": {status.name: status.value for status in DeploymentStatus},
+        "HISTORY_STATUS": {status.name: status.value for status in HistoryStatus},
+        "STATUSES": [status.value for status in DeploymentStatus],
+        "FINAL_STATUSES": [status.value for status in DeploymentStatus if status.is_final],
+        "HISTORY_STATUSES": list(HISTORY_STATUSES),
+        "EVENT": {name.upper(): name for name in callback_events.EVENT_NAMES},
+        "RESULT_OUTCOMES": callback_events.RESULT_OUTCOMES,
+        "FAILING_EVENTS": list(callback_events.FAILING_EVENTS),
+        "HOST_STATS_KEYS": list(callback_events.HOST_STATS_KEYS),
+    }
+    lines = [
+        f"export const {name} = Object.freeze({json.dumps(value)});"
+        for name, value in words.items()
+    ]
+    return (
+        "// Written by the API from the vocabulary package (api/routes/ui.py).\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 @router.get("/")
@@ -56,11 +91,19 @@ for _path in PAGES:
     router.add_api_route(_path, _shell, methods=["GET"])
 
 
+@router.get("/ui/vocabulary.js")
+async def vocabulary_js(request: Request) -> Response:
+    source = vocabulary_module()
+    etag = f'"{hashlib.sha256(source.encode()).hexdigest()[:32]}"'
+    headers = {**ASSET_HEADERS, "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(source, media_type="text/javascript", headers=headers)
+
+
 @router.get("/ui/{path:path}")
 async def asset(path: str, request: Request) -> Response:
-    """The shell's modules, styles and icon. `no-cache` means "revalidate": a new release is
-    picked up at the next load, an unchanged file costs a 304."""
+    """The shell's modules, styles and icon."""
     response = await _assets.get_response(path, request.scope)
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.update(ASSET_HEADERS)
     return response

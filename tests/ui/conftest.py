@@ -1,9 +1,5 @@
-"""UI tests: the app with the UI's routers, served by uvicorn (`live_api`), and one headless
-Chromium per session driven by Playwright's async API (the tests run in pytest-asyncio's loop).
-
-Until `create_app` registers `api.routes.events` and `api.routes.ui` itself, `with_ui_routers`
-adds them to the apps the shared fixtures build; once it does, it adds nothing.
-"""
+"""UI tests: the app served by uvicorn (`live_api`), and one headless Chromium per session driven
+by Playwright's async API (the tests run in pytest-asyncio's loop)."""
 
 from __future__ import annotations
 
@@ -13,12 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 
-import tests.conftest
-from api.app import create_app
-from api.routes import events, ui
-from settings import Settings
 from tests.ui.support import screenshot
 
 CHROMIUM = Path(os.environ.get("PROVISIO_CHROMIUM", "/usr/bin/chromium"))
@@ -26,21 +17,6 @@ INSTALL_CHROMIUM = "apt-get update && apt-get install -y chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
-
-
-def with_ui_routers(settings: Settings | None = None) -> FastAPI:
-    app = create_app(settings)
-    paths = {getattr(route, "path", None) for route in app.routes}
-    if "/api/deployments/{deployment_id}/events" not in paths:
-        app.include_router(events.router)
-    if "/ui/{path:path}" not in paths:
-        app.include_router(ui.router)
-    return app
-
-
-@pytest.fixture(autouse=True)
-def _ui_routers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tests.conftest, "create_app", with_ui_routers)
 
 
 @pytest.fixture(scope="session")

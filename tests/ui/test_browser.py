@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,13 @@ from db.models import Deployment
 from db.session import SessionMaker
 from settings import Settings
 from tests.callback_events import event
+from tests.tapped_playbook import (
+    FAILING_STDERR_FIRST,
+    FAILING_STDERR_LAST,
+    FAILING_TASK,
+    SECRET,
+    run_playbook_into_api,
+)
 from tests.ui.conftest import PHONE
 from tests.ui.support import (
     create_deployment,
@@ -25,6 +33,7 @@ from tests.ui.support import (
     send_events,
     wait_status,
 )
+from vocabulary.statuses import DeploymentStatus as S
 
 pytest.importorskip("playwright", reason="install it with: .venv/bin/pip install playwright")
 from playwright.async_api import Page, expect  # noqa: E402
@@ -233,6 +242,54 @@ async def test_failed_deployment_shows_its_reason_and_the_list_updates_live(
     await phone.goto("/deployments")
     await expect(phone.get_by_text("pg-broken")).to_be_visible()
     await screenshot(phone, "11-deployments-phone")
+
+
+async def test_a_failed_tasks_stderr_shows_on_the_deployment_page(
+    page: Page,
+    http: httpx.AsyncClient,
+    worker: None,
+    make_user: Any,
+    make_template: Any,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """A real ansible-playbook run, its events sent by the real plugin through the API."""
+    operator = await make_user("operator")
+    deployment = await create_deployment(http, operator, await make_template(), "pg-stderr")
+    await wait_status(http, operator, deployment["id"], S.QUEUED)
+    await sign_in(page, operator)
+    await page.goto(f"/deployments/{deployment['id']}")
+    await expect(step(page, "Pipeline triggered")).to_have_class(re.compile(r"\bdone\b"))
+
+    run = await run_playbook_into_api(
+        settings.public_url, settings.secret_key, deployment, tmp_path
+    )
+    assert run.returncode == 2, run.output
+
+    # The reason, and under it the stderr of the task that failed the run, without a reload.
+    failure = page.locator(".failure")
+    await expect(failure).to_contain_text(f"task '{FAILING_TASK}' failed on localhost")
+    stderr = failure.locator("pre.stderr")
+    await expect(stderr).to_contain_text(FAILING_STDERR_FIRST)
+    await expect(stderr).to_contain_text(FAILING_STDERR_LAST)
+    await expect(stderr).to_contain_text("characters trimmed")  # bounded by the contract
+    # Per task: the failed command's stderr folded under its message; no_log output nowhere.
+    failed_row = page.locator(f'table.progress tr[data-task="{FAILING_TASK}"]')
+    await expect(failed_row).to_contain_text("non-zero return code")
+    await failed_row.get_by_text("stderr").click()  # unfolded, and kept so by later renders
+    await expect(failed_row.locator("details.stderr pre")).to_be_visible()
+    await expect(failed_row.locator("details.stderr pre")).to_contain_text(FAILING_STDERR_LAST)
+    secret_row = page.locator('table.progress tr[data-task="Read a secret"]')
+    await expect(secret_row).to_contain_text("(censored: no_log)")
+    await expect(secret_row.locator("details.stderr")).to_have_count(0)
+    await expect(page.locator("main")).not_to_contain_text(SECRET)
+    await expect(page.locator('table.progress tr[data-task="Only on LVM hosts"]')).to_contain_text(
+        "skipped"
+    )
+    # The history's first row says what the seed says: created.
+    await expect(step(page, "Created")).to_have_class(re.compile(r"\bdone\b"))
+    await expect(page.locator('.raw-history .badge[data-status="created"]')).to_have_count(1)
+    await screenshot(page, "12-deployment-failed-stderr")
 
 
 async def test_viewer_sees_no_create_button_and_cannot_open_another_users_deployment(

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 import httpx
 
-from api.routes.ui import PAGES
+from api.routes.ui import PAGES, WEB_DIR, vocabulary_module
+from vocabulary import callback_events
+from vocabulary.statuses import FINAL_STATUSES, HISTORY_STATUSES, DeploymentStatus
 
 
 async def test_pages_are_the_shell_with_a_strict_content_security_policy(
@@ -40,3 +46,45 @@ async def test_assets_are_served_and_revalidated_and_nothing_else_is(
     assert (await api.get("/ui/missing.js")).status_code == 404
     assert (await api.get("/ui/../routes/ui.py")).status_code == 404
     assert (await api.get("/ui/%2e%2e/routes/ui.py")).status_code == 404
+
+
+def _exports(module: str) -> dict[str, Any]:
+    """The `export const NAME = Object.freeze(<json>);` lines of the generated module."""
+    found = re.findall(r"^export const (\w+) = Object\.freeze\((.*)\);$", module, re.MULTILINE)
+    return {name: json.loads(value) for name, value in found}
+
+
+async def test_the_ui_gets_statuses_and_callback_words_from_the_vocabulary(
+    api: httpx.AsyncClient,
+) -> None:
+    module = await api.get("/ui/vocabulary.js")
+    assert module.status_code == 200
+    assert "javascript" in module.headers["content-type"]
+    words = _exports(module.text)
+    assert words["STATUSES"] == [status.value for status in DeploymentStatus]
+    assert set(words["FINAL_STATUSES"]) == set(FINAL_STATUSES)
+    assert words["HISTORY_STATUSES"] == list(HISTORY_STATUSES)
+    assert words["HISTORY_STATUS"]["CREATED"] == "created"
+    assert words["STATUS"]["TIMED_OUT"] == DeploymentStatus.TIMED_OUT
+    assert set(words["EVENT"].values()) == set(callback_events.EVENT_NAMES)
+    assert words["RESULT_OUTCOMES"] == callback_events.RESULT_OUTCOMES
+    assert words["FAILING_EVENTS"] == list(callback_events.FAILING_EVENTS)
+    assert words["HOST_STATS_KEYS"] == list(callback_events.HOST_STATS_KEYS)
+    again = await api.get("/ui/vocabulary.js", headers={"If-None-Match": module.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_no_ui_module_retypes_a_status_or_an_event_name() -> None:
+    words = [*HISTORY_STATUSES, *callback_events.EVENT_NAMES]
+    for script in WEB_DIR.glob("*.js"):
+        source = script.read_text()
+        for word in words:
+            for quote in "\"'`":
+                assert f"{quote}{word}{quote}" not in source, f"{script.name} retypes {word!r}"
+    # Every name the UI imports from ./vocabulary.js is one the API writes.
+    served = set(_exports(vocabulary_module()))
+    vocabulary_import = re.compile(r"import \{([^}]*)\} from \"\./vocabulary\.js\"")
+    for script in WEB_DIR.glob("*.js"):
+        for names in vocabulary_import.findall(script.read_text()):
+            imported = {name.split(" as ")[0].strip() for name in names.split(",") if name.strip()}
+            assert imported <= served, (script.name, imported - served)

@@ -31,12 +31,8 @@ export function append(el, children) {
 let uid = 0;
 export const nextId = (prefix) => `${prefix}-${++uid}`;
 
-export const STATUSES = [
-  "pending", "provisioning", "queued", "running", "succeeded", "failed", "timed_out", "cancelled",
-];
-export const FINAL_STATUSES = ["succeeded", "failed", "timed_out", "cancelled"];
-
-export const statusLabel = (status) => status.replace("_", " ");
+// The statuses themselves come from the API: ./vocabulary.js (api/routes/ui.py).
+export const statusLabel = (status) => status.replaceAll("_", " ");
 
 export function badge(status) {
   return h("span", { class: `badge badge-${status}`, dataset: { status } }, statusLabel(status));

@@ -3,25 +3,48 @@
 
 import { api, followEvents } from "./api.js";
 import {
-  announce, badge, cell, definitionList, externalLink, FINAL_STATUSES, h, link, statusLabel,
-  table, time, setChildren
+  announce, badge, cell, definitionList, externalLink, h, link, statusLabel, table, time,
+  setChildren
 } from "./dom.js";
 import { configurationTable, disksTable } from "./page-templates.js";
+import {
+  EVENT, FAILING_EVENTS, FINAL_STATUSES, HISTORY_STATUS, HOST_STATS_KEYS, RESULT_OUTCOMES as OUTCOMES,
+  STATUS
+} from "./vocabulary.js";
 
 const STEPS = [
-  { label: "Created", statuses: ["pending"] },
-  { label: "Disks allocated", statuses: ["provisioning"] },
-  { label: "Pipeline triggered", statuses: ["queued"] },
-  { label: "Running", statuses: ["running"] },
+  { label: "Created", statuses: [HISTORY_STATUS.CREATED] },
+  { label: "Disks allocated", statuses: [STATUS.PROVISIONING] },
+  { label: "Pipeline triggered", statuses: [STATUS.QUEUED] },
+  { label: "Running", statuses: [STATUS.RUNNING] },
   { label: "Result", statuses: FINAL_STATUSES },
 ];
-const OUTCOMES = {
-  runner_on_ok: "ok", runner_on_failed: "failed", runner_on_skipped: "skipped",
-  runner_on_unreachable: "unreachable",
-};
 
 // History rows stored from the callback plugin carry the Ansible event; the workflow's steps do not.
 const isEvent = (row) => typeof row.details?.event === "string" && "counter" in row.details;
+
+// What a host's result says: its msg (or why it was skipped), and a failed command's stderr,
+// folded. `unfolded` holds the history ids of the stderr the user opened: a re-render keeps them.
+function resultMessage(row, unfolded) {
+  const data = row.details.data || {};
+  if (data.censored) return "(censored: no_log)";
+  const text = data.msg || data.skip_reason || "";
+  if (!data.stderr) return text;
+  const details = h("details", { class: "stderr", open: unfolded.has(row.id) },
+    h("summary", {}, "stderr"), h("pre", {}, data.stderr));
+  details.addEventListener("toggle", () => {
+    if (details.open) unfolded.add(row.id);
+    else unfolded.delete(row.id);
+  });
+  return [text, details];
+}
+
+// A command's last lines usually say why it failed: the box opens scrolled to its end.
+function causeStderr(text) {
+  const pre = h("pre", { class: "stderr", tabindex: "0" }, text);
+  requestAnimationFrame(() => { pre.scrollTop = pre.scrollHeight; });
+  return pre;
+}
 
 function timeline(stepRows, status) {
   const final = FINAL_STATUSES.includes(status);
@@ -46,13 +69,13 @@ function timeline(stepRows, status) {
   }));
 }
 
-function progress(events) {
+function progress(events, unfolded) {
   const groups = [];
   let stats = null;
   for (const row of events) {
     const ev = row.details;
-    if (ev.event === "playbook_on_play_start") groups.push({ play: ev.task || "play" });
-    else if (ev.event === "playbook_on_task_start") groups.push({ task: ev.task || "", hosts: new Map(), row });
+    if (ev.event === EVENT.PLAYBOOK_ON_PLAY_START) groups.push({ play: ev.task || "play" });
+    else if (ev.event === EVENT.PLAYBOOK_ON_TASK_START) groups.push({ task: ev.task || "", hosts: new Map(), row });
     else if (ev.event in OUTCOMES) {
       let group = [...groups].reverse().find((g) => g.hosts && g.task === (ev.task || ""));
       if (!group) {
@@ -60,7 +83,7 @@ function progress(events) {
         groups.push(group);
       }
       group.hosts.set(ev.host || "?", row);
-    } else if (ev.event === "playbook_on_stats") stats = ev.data?.stats || null;
+    } else if (ev.event === EVENT.PLAYBOOK_ON_STATS) stats = ev.data?.stats || null;
   }
   const rows = [];
   for (const group of groups) {
@@ -80,7 +103,7 @@ function progress(events) {
       rows.push(h("tr", { dataset: { task: group.task, host } },
         cell("Task", group.task), cell("Host", host),
         cell("Result", h("span", { class: `outcome outcome-${outcome}` }, outcome)),
-        cell("Message", ev.data?.censored ? "(censored: no_log)" : ev.data?.msg || "")));
+        cell("Message", resultMessage(row, unfolded))));
     }
   }
   return { rows, stats };
@@ -89,10 +112,8 @@ function progress(events) {
 function hostStats(stats) {
   const hosts = Object.entries(stats || {}).filter(([, s]) => s && typeof s === "object");
   if (!hosts.length) return null;
-  const n = (value) => String(value ?? 0);
-  return table(["Host", "ok", "changed", "failed", "unreachable", "skipped"], hosts.map(([host, s]) =>
-    h("tr", {}, cell("Host", host), cell("ok", n(s.ok)), cell("changed", n(s.changed)),
-      cell("failed", n(s.failures)), cell("unreachable", n(s.unreachable)), cell("skipped", n(s.skipped)))),
+  return table(["Host", ...HOST_STATS_KEYS], hosts.map(([host, s]) =>
+    h("tr", {}, cell("Host", host), HOST_STATS_KEYS.map((key) => cell(key, String(s[key] ?? 0))))),
   { caption: "Per-host totals" });
 }
 
@@ -101,6 +122,7 @@ export async function deploymentPage(ctx) {
   let detail = await api.get(`/api/deployments/${id}`, { signal: ctx.signal });
   ctx.setTitle(detail.deployment_name);
   const rows = new Map(); // history id -> row
+  const unfoldedStderr = new Set(); // history ids
   let status = detail.status;
   let historyLoaded = false;
 
@@ -136,7 +158,7 @@ export async function deploymentPage(ctx) {
 
     if (historyLoaded) setChildren(timelineBox, timeline(stepRows, status));
 
-    const triggered = stepRows.find((r) => r.status === "queued");
+    const triggered = stepRows.find((r) => r.status === STATUS.QUEUED);
     const jobId = triggered?.details?.job_id || detail.jenkins_job_id;
     setChildren(links,
       externalLink(detail.temporal_url, "Workflow in Temporal UI"),
@@ -144,18 +166,22 @@ export async function deploymentPage(ctx) {
         ? externalLink(triggered.details.url, jobId) : h("code", {}, jobId)] : null);
 
     const result = stepRows.find((r) => FINAL_STATUSES.includes(r.status));
-    if (result && result.status !== "succeeded") {
-      const failing = events.filter((r) => ["runner_on_failed", "runner_on_unreachable"].includes(r.details.event));
+    if (result && result.status !== STATUS.SUCCEEDED) {
+      const failing = events.filter((r) => FAILING_EVENTS.includes(r.details.event));
+      // The failure that failed the run (as the API's reason names it): the first not ignored.
+      const cause = failing.find((r) => !r.details.data?.ignore_errors)?.details;
       reasonBox.hidden = false;
       setChildren(reasonBox,
-        h("h2", {}, result.status === "timed_out" ? "Timed out" : `Deployment ${statusLabel(result.status)}`),
+        h("h2", {}, result.status === STATUS.TIMED_OUT ? "Timed out" : `Deployment ${statusLabel(result.status)}`),
         h("p", { class: "reason" }, result.details?.reason || result.message),
+        cause?.data?.stderr ? [h("p", { class: "stderr-label" }, `stderr of ${cause.task} on ${cause.host}:`),
+          causeStderr(cause.data.stderr)] : null,
         failing.length > 1 ? h("ul", {}, failing.map((r) => h("li", {},
           `${OUTCOMES[r.details.event]} on ${r.details.host}: ${r.details.task}`,
           r.details.data?.msg ? ` — ${r.details.data.msg}` : ""))) : null);
     } else reasonBox.hidden = true;
 
-    const { rows: progressRows, stats } = progress(events);
+    const { rows: progressRows, stats } = progress(events, unfoldedStderr);
     const totals = hostStats(stats || result?.details?.stats);
     setChildren(progressBox,
       progressRows.length

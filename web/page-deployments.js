@@ -1,8 +1,9 @@
 import { api, ApiError } from "./api.js";
 import {
   badge, buttonLink, cell, emptyState, errorSummary, field, FormErrors, h, link, pageHeader,
-  STATUSES, statusLabel, time, setChildren
+  statusLabel, time, setChildren
 } from "./dom.js";
+import { STATUSES } from "./vocabulary.js";
 import { canDeploy, RESERVED_KEY, sizeBounds, templateLabel } from "./page-templates.js";
 
 const LIST_REFRESH_MS = 4000;
