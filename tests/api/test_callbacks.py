@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -9,12 +10,15 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from api.callback_ingest import signature_of
 from db.models import DeploymentHistory
 from db.session import SessionMaker
 from domain.callback_tokens import callback_token
 from settings import Settings
 from tests.callback_events import event, signed
 from tests.conftest import wait_for
+from vocabulary.callback_events import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH
+from vocabulary.statuses import DeploymentStatus as S
 
 RUN_OK = [
     event(1, "playbook_on_start"),
@@ -43,7 +47,7 @@ async def deployment(
 
     async def queued() -> bool:
         r = await api.get(f"/api/deployments/{body['id']}", headers=operator.headers)
-        return bool(r.json()["status"] == "queued")
+        return bool(r.json()["status"] == S.QUEUED)
 
     await wait_for(queued)
     token = callback_token(settings.secret_key, body["id"], body["workflow_id"])
@@ -69,7 +73,7 @@ async def test_signed_run_is_stored_once_and_ends_the_deployment(
     assert first.json() == {"accepted": 2, "stored": 2}
 
     async def running() -> bool:
-        return await _status(api, deployment) == "running"
+        return await _status(api, deployment) == S.RUNNING
 
     await wait_for(running)
     # The plugin re-sends a batch after a lost answer: re-signed, same counters, nothing new.
@@ -82,7 +86,7 @@ async def test_signed_run_is_stored_once_and_ends_the_deployment(
     assert (await api.post(url, content=body, headers=headers)).json()["stored"] == 2
 
     async def succeeded() -> bool:
-        return await _status(api, deployment) == "succeeded"
+        return await _status(api, deployment) == S.SUCCEEDED
 
     await wait_for(succeeded)
     history = (
@@ -116,7 +120,7 @@ async def test_failed_task_fails_the_deployment_naming_host_and_task(
     assert (await api.post(url, content=body, headers=headers)).status_code == 200
 
     async def failed() -> bool:
-        return await _status(api, deployment) == "failed"
+        return await _status(api, deployment) == S.FAILED
 
     await wait_for(failed)
     history = (
@@ -180,6 +184,7 @@ async def test_forged_stale_replayed_and_cross_deployment_callbacks_write_nothin
         {"events": [{"counter": 0, "event": "runner_on_ok"}]},
         {"events": [{"counter": 1, "event": "rm -rf"}]},
         {"events": ["nope"]},
+        {"events": [event(n, "runner_on_ok") for n in range(1, MAX_EVENTS_PER_BATCH + 2)]},
         [1, 2],
     ],
 )
@@ -191,3 +196,24 @@ async def test_malformed_signed_events_are_422(
         f"/api/deployments/{deployment['id']}/callback", content=body, headers=headers
     )
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize(("size", "expected"), [(MAX_BODY_BYTES, 200), (MAX_BODY_BYTES + 1, 413)])
+async def test_a_callback_body_may_be_as_large_as_the_contract_says_and_no_larger(
+    api: httpx.AsyncClient, deployment: dict[str, Any], size: int, expected: int
+) -> None:
+    # One event padded with JSON whitespace to `size` bytes: larger than any other request may
+    # be, still a valid batch. The cap is enforced before the signature is even read.
+    compact = json.dumps({"events": [event(1, "runner_on_ok", "web-1", "Pad")]}).encode()
+    body = compact[:-1] + b" " * (size - len(compact)) + b"}"
+    assert len(body) == size
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Provisio-Timestamp": timestamp,
+        "X-Provisio-Signature": "sha256=" + signature_of(deployment["token"], timestamp, body),
+    }
+    response = await api.post(
+        f"/api/deployments/{deployment['id']}/callback", content=body, headers=headers
+    )
+    assert response.status_code == expected, response.text
