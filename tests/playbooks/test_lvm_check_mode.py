@@ -100,10 +100,11 @@ def test_lvm_backend_rejects_bad_physical_volumes_before_touching_anything(
     assert "disk : Create the volume groups" not in tasks
 
 
-def test_syntax_check(tmp_path: Path) -> None:
-    result = run_ansible(["ansible-playbook", "--syntax-check", "deploy.yml"], tmp_path)
+@pytest.mark.parametrize("playbook", ["deploy.yml", "destroy.yml"])
+def test_syntax_check(tmp_path: Path, playbook: str) -> None:
+    result = run_ansible(["ansible-playbook", "--syntax-check", playbook], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "playbook: deploy.yml" in result.stdout
+    assert f"playbook: {playbook}" in result.stdout
 
 
 @pytest.mark.skipif(not ANSIBLE_LINT.exists(), reason="ansible-lint is not installed")
