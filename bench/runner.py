@@ -36,22 +36,22 @@ log = logging.getLogger("bench.runner")
 
 class BenchRunner:
     def __init__(self, *, sender_threads: int = 8, attempts: int = 20) -> None:
-        self._runs: dict[int, RunRef] = {}
+        self._runs: dict[tuple[int, int], RunRef] = {}
         self._states: dict[str, RunStatus] = {}
         self._lock = threading.Lock()
         self._attempts = attempts
         self._sender = ThreadPoolExecutor(sender_threads, thread_name_prefix="bench-callback")
         self._local = threading.local()  # each sender thread's connection and its last use
 
-    def find_run(self, deployment_id: int) -> RunRef | None:
+    def find_run(self, deployment_id: int, run: int) -> RunRef | None:
         with self._lock:
-            return self._runs.get(deployment_id)
+            return self._runs.get((deployment_id, run))
 
     def trigger(self, request: PipelineRequest) -> RunRef:
-        ref = RunRef(job_id=f"bench-{request.deployment_id}")
+        ref = RunRef(job_id=f"bench-{request.deployment_id}-{request.run}")
         name = str(request.variables.get("provisio_deployment", {}).get("name", ""))
         with self._lock:
-            self._runs[request.deployment_id] = ref
+            self._runs[(request.deployment_id, request.run)] = ref
             self._states[ref.job_id] = RunStatus(RunState.RUNNING)
         if not name.startswith(HOLD_PREFIX):
             self._sender.submit(self._complete, request, ref)

@@ -29,8 +29,9 @@ class PipelineRequest:
 
 
 class PipelineRunner(Protocol):
-    def find_run(self, deployment_id: int) -> RunRef | None:
-        """The run already started for this deployment, if any."""
+    def find_run(self, deployment_id: int, run: int) -> RunRef | None:
+        """The deployment's run number `run` if it was started already (whatever its state), else
+        None. Runs of one deployment are distinct: run 2 is never found as run 1."""
 
     def trigger(self, request: PipelineRequest) -> RunRef:
         """Start a run. Called only when `find_run` found none."""

@@ -99,7 +99,7 @@ async def test_deployment_runs_the_real_playbook_and_reports_through_the_plugin(
 
     messages = [row["message"] for row in history]
     assert final["status"] == "succeeded", messages
-    assert final["jenkins_job_id"] == f"local-{deployment_id}"
+    assert final["jenkins_job_id"] == f"local-{deployment_id}-1"
     # Every workflow step once, in order, with the playbook's own events in between.
     steps = [m for m in messages if m in ("Deployment created", "Deployment succeeded")]
     assert steps == ["Deployment created", "Deployment succeeded"]

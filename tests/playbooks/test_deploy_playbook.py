@@ -84,9 +84,9 @@ def start(
         callback_token=token,
         variables={"provisio_deployment": deployment(deployment_id), "provisio_disks": disks},
     )
-    assert runner.find_run(deployment_id) is None
+    assert runner.find_run(deployment_id, 1) is None
     ref = runner.trigger(request)
-    assert ref.job_id == f"local-{deployment_id}"
+    assert ref.job_id == f"local-{deployment_id}-1"
     return ref, path
 
 
@@ -217,9 +217,11 @@ def test_the_manifest_records_the_deployment(runs: Runs) -> None:
 
 def test_the_vars_file_is_private(runs: Runs) -> None:
     run = runs.first[BASIC]
-    data_dir = run.runner.runner_dir / str(BASIC)
+    data_dir = run.runner.runner_dir / str(BASIC) / "1"
+    assert data_dir == run.runner.data_dir(BASIC, 1)
     assert (data_dir / "vars.yml").stat().st_mode & 0o777 == 0o600
     assert data_dir.stat().st_mode & 0o777 == 0o700
+    assert data_dir.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_callback_events_are_signed_numbered_and_end_with_stats(runs: Runs) -> None:
@@ -315,10 +317,13 @@ def test_a_failing_task_fails_the_run_and_names_host_and_task(runs: Runs) -> Non
 
 def test_find_run_and_status_of_unknown_runs(runs: Runs) -> None:
     runner = runs.first[BASIC].runner
-    assert runner.find_run(BASIC) == RunRef(job_id=f"local-{BASIC}")
-    assert runner.find_run(999) is None
-    assert runner.status(RunRef(job_id="local-999")).state is RunState.MISSING
-    assert runner.status(RunRef(job_id="jenkins-5")).state is RunState.MISSING
+    assert runner.find_run(BASIC, 1) == RunRef(job_id=f"local-{BASIC}-1")
+    assert runner.find_run(BASIC, 2) is None  # each run of a deployment is its own
+    assert runner.find_run(999, 1) is None
+    assert runner.status(RunRef(job_id="local-999-1")).state is RunState.MISSING
+    assert runner.status(RunRef(job_id=f"local-{BASIC}-2")).state is RunState.MISSING
+    for job_id in ("jenkins-5", f"local-{BASIC}", "local-x-1", f"local-{BASIC}-1-2"):
+        assert runner.status(RunRef(job_id=job_id)).state is RunState.MISSING, job_id
 
 
 def test_trigger_is_not_repeated_for_a_deployment_that_has_a_run(
@@ -336,17 +341,3 @@ def test_trigger_is_not_repeated_for_a_deployment_that_has_a_run(
     assert run.runner.trigger(request) == run.ref
     assert run.runner.status(run.ref).state is RunState.SUCCEEDED
     assert len(receiver.received(run.path)) == before
-
-
-def test_cancel_aborts_a_running_playbook(tmp_path: Path, receiver: CallbackReceiverDouble) -> None:
-    runner = LocalRunner(
-        Settings(runner_dir=tmp_path / "runs", sandbox_root=tmp_path / "sandbox"),
-        cancel_timeout_s=20,
-    )
-    ref, path = start(runner, receiver, 104, [disk("/data")], 1)
-    receiver.wait_for_events(path, 2, timeout=60)  # the playbook is under way
-    assert runner.status(ref).state is RunState.RUNNING
-    runner.cancel(ref)
-    status = runner.status(ref)
-    assert status.state is RunState.ABORTED, status
-    assert runner._runner_pid(tmp_path / "runs" / "104") is None

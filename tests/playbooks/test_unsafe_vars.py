@@ -331,8 +331,10 @@ def test_ansible_keys_never_reach_a_run(tmp_path: Path) -> None:
             )
         )
     assert raised.value.field == "provisio_deployment.configuration.ansible_python_interpreter"
-    assert runner.find_run(77) is None
-    assert list((tmp_path / "runs").iterdir()) == []  # no staging left behind either
+    assert runner.find_run(77, 1) is None
+    # No run directory, and no staging left behind either.
+    assert [path for path in (tmp_path / "runs").rglob("*") if not path.is_dir()] == []
+    assert list((tmp_path / "runs" / "77").iterdir()) == []
 
 
 # -- the role's input validation, many cases in one run ------------------------------------------
