@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Entry point of the provisio-deploy Jenkins job: runs one deployment's playbook.
 
-Reads the deployment's variables (the job's VARS_JSON parameter, which the Jenkinsfile writes to a
+The action (the job's ACTION parameter) picks the playbook: `deploy` runs playbooks/deploy.yml,
+`destroy` playbooks/destroy.yml; anything else is refused before Ansible starts. Reads the
+deployment's variables (the job's VARS_JSON parameter, which the Jenkinsfile writes to a
 file), refuses unsafe ones, writes them with the runner's own variables into a private vars file in
 which every user string is !unsafe, and runs ansible-playbook with the provisio_callback plugin
 enabled. The exit code is ansible-playbook's, so the build fails when the playbook does.
@@ -10,7 +12,8 @@ Works from a checkout or from the Jenkins image's copy without installing the pr
 the standard library, PyYAML and Ansible. For that reason its defaults come from the environment
 here (the same PROVISIO_* names as settings.py) rather than from the Settings class.
 
-    python3 jenkins_job/run_deployment.py --vars-json "$WORKSPACE/vars.json" --deployment-id 42
+    python3 jenkins_job/run_deployment.py --action deploy --run 1 \
+        --vars-json "$WORKSPACE/vars.json" --deployment-id 42
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from pipeline.ansible_vars import (  # noqa: E402  (needs REPO_ROOT on sys.path 
 )
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
+# The playbook of each action, relative to REPO_ROOT (the only ones this script runs).
+ACTION_PLAYBOOKS = {"deploy": "playbooks/deploy.yml", "destroy": "playbooks/destroy.yml"}
 DISK_BACKENDS = ("directory", "lvm")
 # Exit codes of our own, distinct from ansible-playbook's (1-8, 99, 250): sysexits.h's
 # EX_DATAERR for variables we refuse, and the shell's "command not found".
@@ -55,6 +60,14 @@ def _env_flag(name: str) -> bool:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--action",
+        required=True,
+        help=f"the job's ACTION: {' or '.join(ACTION_PLAYBOOKS)} (the playbook it runs)",
+    )
+    parser.add_argument(
+        "--run", default="", help="the job's RUN, the deployment's run number (for the log)"
+    )
     parser.add_argument(
         "--vars-json", type=Path, required=True, help="JSON object: the deployment's variables"
     )
@@ -198,9 +211,22 @@ def run_playbook(argv: list[str], env: dict[str, str]) -> int:
     return 128 - code if code < 0 else code  # killed by signal N: the shell's 128 + N
 
 
+def check_run_number(run: str) -> None:
+    if run and not (run.isascii() and run.isdigit() and int(run) >= 1):
+        raise InputError(f"the run number must be a positive integer, not {run!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        # Checked here, not with argparse `choices`: a refusal is this script's input error
+        # (exit 65), not a usage error that looks like an Ansible failure (exit 2).
+        playbook = ACTION_PLAYBOOKS.get(args.action)
+        if playbook is None:
+            raise InputError(
+                f"unknown action {args.action!r}: {' or '.join(ACTION_PLAYBOOKS)} only"
+            )
+        check_run_number(args.run)
         variables = load_variables(args.vars_json, args.deployment_id)
     except InputError as exc:
         print(f"run_deployment: refusing to run: {exc}", file=sys.stderr)
@@ -218,13 +244,14 @@ def main(argv: list[str] | None = None) -> int:
             ansible_playbook,
             "-i",
             f"playbooks/inventory/{args.inventory}",
-            "playbooks/deploy.yml",
+            playbook,
             "-e",
             f"@{vars_file}",
         ]
         print(
-            f"run_deployment: deployment {args.deployment_id or '?'}, inventory "
-            f"{args.inventory}, disk backend {args.disk_backend}",
+            f"run_deployment: {args.action} of deployment {args.deployment_id or '?'} (run "
+            f"{args.run or '?'}), {playbook}, inventory {args.inventory}, disk backend "
+            f"{args.disk_backend}",
             flush=True,
         )
         return run_playbook(command, env)

@@ -1,10 +1,12 @@
 """The Jenkins pipeline runner: starts and follows the provisio-deploy job with python-jenkins.
 
-The job (jenkins/Jenkinsfile, created by jenkins/casc.yaml) takes four parameters and nothing
-else: DEPLOYMENT_ID, CALLBACK_URL, CALLBACK_TOKEN (a non-stored password parameter) and
-VARS_JSON, all of the deployment's variables as one JSON object. The build runs
-jenkins/run_deployment.py, which turns VARS_JSON into a vars file of !unsafe strings; which disk
-backend it uses is Jenkins' own configuration (its PROVISIO_* environment), not ours.
+The job (jenkins_job/Jenkinsfile, created by jenkins_job/casc.yaml) takes six parameters and
+nothing else: DEPLOYMENT_ID, ACTION (deploy or destroy: the playbook it runs), RUN (the
+deployment's run number: 1, 2, ...), CALLBACK_URL, CALLBACK_TOKEN (a non-stored password
+parameter) and VARS_JSON, all of the deployment's variables as one JSON object. The build runs
+jenkins_job/run_deployment.py, which turns VARS_JSON into a vars file of !unsafe strings; which
+disk backend it uses is Jenkins' own configuration (its PROVISIO_* environment), not ours.
+`find_run` knows a run by its DEPLOYMENT_ID and RUN (a build from before RUN existed is run 1).
 
 Job ids, as stored in `deployments.jenkins_job_id` (always of the job `settings.jenkins_job`):
 
@@ -16,6 +18,12 @@ that build: through the item's `executable` while Jenkins remembers the item, af
 forgets an item about five minutes after it left the queue, and at a restart) through the recent
 builds' `queueId`. What was learnt is kept in memory, so that search runs at most once per item
 and worker process.
+
+`cancel` cancels a queue item that still waits (`cancel_queue`) or stops its build
+(`stop_build`), then polls until Jenkins reports the item cancelled or the build ended (no longer
+`building`): the deployment's teardown must never run beside a build that is still going. After
+it `status` is ABORTED (or the result the build had reached before the stop). The Jenkinsfile's
+shell step is killed with its whole process tree when a build is stopped.
 
 Every method is one short series of blocking HTTP requests with a timeout and no retries: retries
 belong to Temporal (the activities run on the worker's thread pool). Each call uses a fresh
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -48,7 +57,7 @@ from jenkins import Jenkins, JenkinsException, NotFoundException
 
 from pipeline.ansible_vars import check_variables
 from pipeline.runner import PipelineRequest
-from vocabulary.runs import RunRef, RunState, RunStatus
+from vocabulary.runs import RunAction, RunRef, RunState, RunStatus
 
 if TYPE_CHECKING:
     from settings import Settings
@@ -56,14 +65,19 @@ if TYPE_CHECKING:
 QUEUE_PREFIX = "queue:"
 BUILD_PREFIX = "build:"
 DEPLOYMENT_ID_PARAMETER = "DEPLOYMENT_ID"
+ACTION_PARAMETER = "ACTION"
+RUN_PARAMETER = "RUN"
 # Builds of the job looked at when searching by deployment or queue item: what Jenkins lists by
 # default (`get_job_info(..., fetch_all_builds=False)`), newest first.
 DEFAULT_MAX_BUILDS_SCANNED = 100
 DEFAULT_TIMEOUT_S = 30.0
+# How long `cancel` waits for Jenkins to confirm that the build ended, and how often it asks.
+DEFAULT_CANCEL_TIMEOUT_S = 120.0
+CANCEL_POLL_INTERVAL_S = 0.5
 
 
 class JenkinsRunnerError(RuntimeError):
-    """Jenkins answered in a way the runner cannot use."""
+    """Jenkins answered in a way the runner cannot use, or did not end a build in time."""
 
 
 class JenkinsRunner:
@@ -74,9 +88,12 @@ class JenkinsRunner:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_builds_scanned: int = DEFAULT_MAX_BUILDS_SCANNED,
+        cancel_timeout_s: float = DEFAULT_CANCEL_TIMEOUT_S,
+        cancel_poll_interval_s: float = CANCEL_POLL_INTERVAL_S,
     ) -> None:
         """`server`: a python-jenkins client to use for every call instead of a fresh one each
-        time (see the module docstring for why fresh is the default)."""
+        time (see the module docstring for why fresh is the default). `cancel_timeout_s`: how long
+        `cancel` waits for Jenkins to confirm that the run ended."""
         if bool(settings.jenkins_user) != bool(settings.jenkins_token):
             raise ValueError(
                 "set both PROVISIO_JENKINS_USER and PROVISIO_JENKINS_TOKEN, or neither"
@@ -88,22 +105,22 @@ class JenkinsRunner:
         self._server = server
         self.timeout_s = timeout_s
         self.max_builds_scanned = max_builds_scanned
+        self.cancel_timeout_s = cancel_timeout_s
+        self.cancel_poll_interval_s = cancel_poll_interval_s
         self._lock = threading.Lock()
         self._build_of_queue_item: dict[int, int] = {}
 
     # -- PipelineRunner -------------------------------------------------------------------------
 
-    def find_run(self, deployment_id: int) -> RunRef | None:
-        wanted = str(int(deployment_id))
+    def find_run(self, deployment_id: int, run: int) -> RunRef | None:
+        wanted = (str(int(deployment_id)), str(int(run)))
         server = self._client()
         # The queue first: a build's parameters are in its queue item until it starts.
         for item in server.get_queue_info():
-            if not self._is_our_job(item.get("task")):
-                continue
-            if _parameter(item.get("actions"), DEPLOYMENT_ID_PARAMETER) == wanted:
+            if self._is_our_job(item.get("task")) and _run_of(item) == wanted:
                 return self._queue_ref(server, int(item["id"]))
         for info in self._recent_builds(server):
-            if _parameter(info.get("actions"), DEPLOYMENT_ID_PARAMETER) == wanted:
+            if _run_of(info) == wanted:
                 return _build_ref(info)
         return None
 
@@ -111,8 +128,14 @@ class JenkinsRunner:
         # The activity has checked them; checking here too refuses them before a build takes an
         # executor only for run_deployment.py to refuse them.
         check_variables(request.variables)
+        if int(request.run) < 1:
+            raise ValueError(
+                f"run {request.run} of deployment {request.deployment_id}: runs count from 1"
+            )
         parameters = {
             DEPLOYMENT_ID_PARAMETER: str(int(request.deployment_id)),
+            ACTION_PARAMETER: RunAction(request.action).value,
+            RUN_PARAMETER: str(int(request.run)),
             "CALLBACK_URL": request.callback_url,
             "CALLBACK_TOKEN": request.callback_token,
             # The only user data, as one parameter. ASCII-only JSON (json's default), so the
@@ -158,24 +181,37 @@ class JenkinsRunner:
         return self._build_status(server, build_number)
 
     def cancel(self, ref: RunRef) -> None:
-        """Ask Jenkins to stop; the build ends ABORTED shortly after (`status` tells when)."""
+        """Cancel the queue item or stop the build, and return once Jenkins reports that it
+        ended: the item cancelled, the build no longer `building` (or gone). Harmless for a run
+        that ended already. Raises JenkinsRunnerError if the build is still building after
+        `cancel_timeout_s`; calling again stops it again and goes on waiting."""
         kind, number = _parse_job_id(ref.job_id)
         if kind is None:
             return
+        deadline = time.monotonic() + self.cancel_timeout_s
         server = self._client()
         build_number: int | None = number
         if kind == QUEUE_PREFIX:
             build_number = self._cached_build(number)
             if build_number is None:
-                build_number = self._cancel_queue_item(server, number)
+                build_number = self._cancel_queue_item(server, number, deadline)
         if build_number is None:
             return
+        if not self._build_building(server, build_number):
+            return  # ended (or gone) already: nothing to stop
         try:
             server.stop_build(self.job, build_number)
         except JenkinsException as exc:
             if not _is_not_found(exc):
                 raise
-            # The build is gone already: nothing left to stop.
+            return  # the build is gone already: nothing left to stop
+        while self._build_building(server, build_number):
+            if time.monotonic() >= deadline:
+                raise JenkinsRunnerError(
+                    f"build #{build_number} of {self.job} is still running "
+                    f"{self.cancel_timeout_s:g}s after it was asked to stop"
+                )
+            time.sleep(self.cancel_poll_interval_s)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -219,8 +255,9 @@ class JenkinsRunner:
             raise
         return item if isinstance(item, dict) else None
 
-    def _cancel_queue_item(self, server: Jenkins, queue_id: int) -> int | None:
-        """Cancel the item if it still waits; the number of the build it became, if it did."""
+    def _cancel_queue_item(self, server: Jenkins, queue_id: int, deadline: float) -> int | None:
+        """Cancel the item if it still waits, and wait until Jenkins reports it cancelled; the
+        number of the build it became instead, if it did (that build must be stopped)."""
         item = self._queue_item(server, queue_id)
         if item is None:
             return self._find_build_of_queue_item(server, queue_id)
@@ -230,11 +267,32 @@ class JenkinsRunner:
         if build_number is not None:
             return build_number
         server.cancel_queue(queue_id)
-        # It may have left the queue between the two requests: then its build must stop.
-        item = self._queue_item(server, queue_id)
-        if item is None or item.get("cancelled"):
-            return None
-        return self._executable_number(queue_id, item)
+        while True:
+            # It may have left the queue between the two requests: then its build must stop.
+            item = self._queue_item(server, queue_id)
+            if item is None:
+                return self._find_build_of_queue_item(server, queue_id)
+            if item.get("cancelled"):
+                return None
+            build_number = self._executable_number(queue_id, item)
+            if build_number is not None:
+                return build_number
+            if time.monotonic() >= deadline:
+                raise JenkinsRunnerError(
+                    f"queue item {queue_id} of {self.job} still waits "
+                    f"{self.cancel_timeout_s:g}s after it was cancelled"
+                )
+            time.sleep(self.cancel_poll_interval_s)
+
+    def _build_building(self, server: Jenkins, number: int) -> bool:
+        """Whether the build is still going (post steps included); False once it is gone."""
+        try:
+            info = server.get_build_info(self.job, number)
+        except JenkinsException as exc:
+            if _is_not_found(exc):
+                return False
+            raise
+        return bool(info.get("building")) or info.get("result") is None
 
     def _executable_number(self, queue_id: int, item: dict[str, Any]) -> int | None:
         executable = item.get("executable")
@@ -320,6 +378,16 @@ def _queue_id(location: str | None) -> int | None:
     if len(parts) < 3 or parts[-3:-1] != ["queue", "item"] or not parts[-1].isdigit():
         return None
     return int(parts[-1])
+
+
+def _run_of(info: dict[str, Any]) -> tuple[str | None, str]:
+    """(DEPLOYMENT_ID, RUN) of a queue item or build; a build from before the job had RUN is the
+    deployment's first run."""
+    actions = info.get("actions")
+    return (
+        _parameter(actions, DEPLOYMENT_ID_PARAMETER),
+        _parameter(actions, RUN_PARAMETER) or "1",
+    )
 
 
 def _parameter(actions: Any, name: str) -> str | None:

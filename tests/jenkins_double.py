@@ -8,18 +8,24 @@ What it copies from Jenkins (2.5xx, configured by jenkins_job/casc.yaml):
   CSRF crumb issued to its web session (`Jenkins-Crumb` header plus the session cookie of the
   `/crumbIssuer/api/json` request); otherwise 403, as for a password login in Jenkins.
 * `buildWithParameters` reads the parameters from the query string and the form body, keeps only
-  the job's four and answers 201 with `Location: <root>/queue/item/<id>/`. The password parameter
-  is never shown in the API, like a PasswordParameterValue.
+  the job's six (a missing one takes its default), refuses an ACTION outside its choices (500, as
+  Jenkins' ChoiceParameterDefinition throws) and answers 201 with
+  `Location: <root>/queue/item/<id>/`. The password parameter is never shown in the API, like a
+  PasswordParameterValue.
 * A queue item waits (`why`), then becomes a build (the item turns into a left item whose
   `executable` is the build) or is cancelled (`cancelled: true`). Builds list newest first, at
   most 100, and carry `queueId`, `building`, `result`, `url` and the parameters in `actions`.
 * A build does what the Jenkinsfile does: copies the deploy code (jenkins_job/, pipeline/,
   playbooks/, vocabulary/, as PROVISIO_HOME in the image) into a fresh workspace, writes VARS_JSON
-  to vars.json, runs `python3 jenkins_job/run_deployment.py --vars-json "$WORKSPACE/vars.json"
-  --deployment-id "$DEPLOYMENT_ID"` with the parameters and PROVISIO_CALLBACK_URL/TOKEN in its
-  environment plus the agent's (`agent_env`: PROVISIO_DISK_BACKEND, PROVISIO_SANDBOX_ROOT, ...),
-  sets SUCCESS or FAILURE from the exit code, and removes vars.json. `/stop` sends SIGTERM to the
-  script's process group (SIGKILL after a grace period) and the build ends ABORTED.
+  to vars.json, runs `python3 jenkins_job/run_deployment.py --action "$ACTION" --run "$RUN"
+  --vars-json "$WORKSPACE/vars.json" --deployment-id "$DEPLOYMENT_ID"` with the parameters and
+  PROVISIO_CALLBACK_URL/TOKEN in its environment plus the agent's (`agent_env`:
+  PROVISIO_DISK_BACKEND, PROVISIO_SANDBOX_ROOT, ...), sets SUCCESS or FAILURE from the exit code,
+  and removes vars.json.
+* `/queue/cancelItem?id=N` cancels a waiting item (`cancelled: true`; it never becomes a build).
+  `/job/<job>/<n>/stop` stops a build: a build held before its script ends at once, a running
+  script's process group gets SIGTERM (SIGKILL after `abort_grace_s`), and the build stays
+  `building` until the script is gone, then ends ABORTED.
 
 Behaviours for tests, settable at any time: `queue_delay_s` (time in the queue before a build
 starts), `hold_queue` / `release_queue()`, `hold_builds` / `release_builds()` (a build waits in
@@ -59,12 +65,17 @@ SESSION_COOKIE = "JSESSIONID.double"
 # The job's parameters as jenkins_job/casc.yaml defines them: name -> (kind, default).
 JOB_PARAMETERS = {
     "DEPLOYMENT_ID": ("string", ""),
+    "ACTION": ("choice", "deploy"),
+    "RUN": ("string", "1"),
     "CALLBACK_URL": ("string", ""),
     "CALLBACK_TOKEN": ("password", ""),
     "VARS_JSON": ("text", "{}"),
 }
+# A choice parameter's choices; the first is its default.
+JOB_CHOICES = {"ACTION": ("deploy", "destroy")}
 _PARAMETER_CLASSES = {
     "string": "hudson.model.StringParameterValue",
+    "choice": "hudson.model.StringParameterValue",
     "password": "hudson.model.PasswordParameterValue",
     "text": "hudson.model.TextParameterValue",
 }
@@ -107,6 +118,9 @@ class Build:
     returncode: int | None = None
     process: subprocess.Popen[bytes] | None = None
     finished_at: float | None = None
+    # Jenkins marks every process of a build with JENKINS_NODE_COOKIE in its environment and
+    # kills the processes that carry it (ProcessTreeKiller), wherever they moved.
+    cookie: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
 @dataclass
@@ -240,13 +254,19 @@ class JenkinsDouble:
             return False
         return secrets.compare_digest(expected, crumb)
 
-    def _enqueue(self, request: BuildRequest) -> int:
+    def _parameters(self, request: BuildRequest) -> dict[str, str]:
+        """The build's parameters; ValueError for a value a choice parameter does not offer."""
         parameters = {}
         for name, (_kind, default) in JOB_PARAMETERS.items():
             # Jenkins reads request parameters (query string and form alike), first value wins;
             # parameters the job does not define are dropped.
             values = request.query.get(name) or request.form.get(name)
             parameters[name] = values[0] if values else default
+            if name in JOB_CHOICES and parameters[name] not in JOB_CHOICES[name]:
+                raise ValueError(f"Illegal choice for parameter {name}: {parameters[name]}")
+        return parameters
+
+    def _enqueue(self, request: BuildRequest, parameters: dict[str, str]) -> int:
         with self._cond:
             self.build_requests.append(request)
             item = QueueItem(self._next_queue_id, parameters, time.time())
@@ -288,6 +308,7 @@ class JenkinsDouble:
         with self._cond:
             if build.process is not None and build.process.poll() is None:
                 _kill_group(build.process, signal.SIGKILL)
+                _kill_tree(build.cookie, signal.SIGKILL)
 
     # -- running builds -------------------------------------------------------------------------
 
@@ -354,6 +375,10 @@ class JenkinsDouble:
                 argv = [
                     python3,
                     "jenkins_job/run_deployment.py",
+                    "--action",
+                    build.parameters["ACTION"],
+                    "--run",
+                    build.parameters["RUN"],
                     "--vars-json",
                     str(vars_json),
                     "--deployment-id",
@@ -373,6 +398,10 @@ class JenkinsDouble:
                 self._cond.notify_all()
             build.returncode = build.process.wait()
             _log(build, f"script exited with {build.returncode}")
+            # The step is over: Jenkins kills what the script left running before the build ends.
+            deadline = time.monotonic() + 30
+            while _kill_tree(build.cookie, signal.SIGKILL) and time.monotonic() < deadline:
+                time.sleep(0.05)
             return "SUCCESS" if build.returncode == 0 else "FAILURE"
         finally:
             # post { cleanup }: the vars file holds user data.
@@ -400,6 +429,7 @@ class JenkinsDouble:
                 "JOB_NAME": self.job,
                 "BUILD_URL": self._build_url(build.number),
                 "JENKINS_URL": self.url,
+                "JENKINS_NODE_COOKIE": build.cookie,
                 # The Jenkinsfile's `export`s.
                 "PROVISIO_CALLBACK_URL": build.parameters["CALLBACK_URL"],
                 "PROVISIO_CALLBACK_TOKEN": build.parameters["CALLBACK_TOKEN"],
@@ -528,8 +558,14 @@ class JenkinsDouble:
                 {
                     "_class": "hudson.model.ParametersDefinitionProperty",
                     "parameterDefinitions": [
-                        {"name": name, "type": kind, "defaultParameterValue": {"name": name}}
-                        for name, (kind, _default) in JOB_PARAMETERS.items()
+                        {
+                            "name": name,
+                            "type": kind,
+                            "defaultParameterValue": {"name": name, "value": default}
+                            if kind != "password"
+                            else {"name": name},
+                        }
+                        for name, (kind, default) in JOB_PARAMETERS.items()
                     ],
                 }
             ],
@@ -635,7 +671,12 @@ def _handler_for(double: JenkinsDouble) -> type[BaseHTTPRequestHandler]:
                     form: dict[str, list[str]] = {}
                     if (content_type or "").startswith("application/x-www-form-urlencoded"):
                         form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-                    queue_id = double._enqueue(BuildRequest(query, form, content_type, crumb))
+                    received = BuildRequest(query, form, content_type, crumb)
+                    try:
+                        parameters = double._parameters(received)
+                    except ValueError as exc:
+                        return self._send(500, str(exc))
+                    queue_id = double._enqueue(received, parameters)
                     location = f"{double.url}queue/item/{queue_id}/"
                     return self._send(201, "", {"Location": location})
             status, payload, headers = double._route(method, path, query)
@@ -677,6 +718,28 @@ def _kill_group(process: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(process.pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _kill_tree(cookie: str, signum: int) -> list[int]:
+    """Signal every live process whose environment carries the build's cookie; their pids."""
+    mark = f"JENKINS_NODE_COOKIE={cookie}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if mark not in environ.read_bytes().split(b"\0"):
+                continue
+            state = (environ.parent / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state == "Z":
+            continue
+        pid = int(environ.parent.name)
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            continue
+        found.append(pid)
+    return found
 
 
 def _log(build: Build, line: str) -> None:

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from settings import Settings
-from tests.jenkins_double import DEPLOY_CODE
+from tests.jenkins_double import DEPLOY_CODE, JOB_CHOICES, JOB_PARAMETERS
+from vocabulary.runs import RunAction
 from workflows import search_attributes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -243,7 +244,7 @@ def sh_step_arguments(jenkinsfile: str) -> list[str]:
     code = "\n".join(
         line for line in jenkinsfile.splitlines() if not line.lstrip().startswith("//")
     )
-    return [code[m.end() :].lstrip() for m in re.finditer(r"\bsh\b\s*\(?", code)]
+    return [code[m.end() :].lstrip() for m in re.finditer(r"(?m)^\s*sh\b\s*\(?", code)]
 
 
 def test_jenkinsfile_passes_values_to_the_shell_as_data() -> None:
@@ -260,6 +261,30 @@ def test_jenkinsfile_passes_values_to_the_shell_as_data() -> None:
     assert re.search(r"writeFile\s+file:\s*'vars\.json',\s*text:\s*params\.VARS_JSON", jenkinsfile)
     assert "jenkins_job/run_deployment.py" in jenkinsfile
     assert '--vars-json "$WORKSPACE/vars.json"' in jenkinsfile
+    assert '--action "$ACTION" --run "$RUN"' in jenkinsfile
+
+
+def sh_step_scripts(jenkinsfile: str) -> list[str]:
+    """The script of each `sh` step written as a single-quoted string (one or three quotes)."""
+    scripts = []
+    for step in sh_step_arguments(jenkinsfile):
+        quote = "'''" if step.startswith("'''") else "'"
+        if step.startswith(quote):
+            scripts.append(step[len(quote) : step.index(quote, len(quote))])
+    return scripts
+
+
+def test_the_callback_token_is_not_traced_into_the_build_log() -> None:
+    # Jenkins runs an sh step as `sh -xe` unless the script starts with its own shebang line:
+    # with -x, `export PROVISIO_CALLBACK_TOKEN="$CALLBACK_TOKEN"` is echoed with the value.
+    jenkinsfile = (JENKINS / "Jenkinsfile").read_text()
+    scripts = [script for script in sh_step_scripts(jenkinsfile) if "CALLBACK_TOKEN" in script]
+    assert len(scripts) == 1
+    script = scripts[0]
+    assert script.startswith("#!/bin/sh"), script[:40]
+    shebang_options = script.splitlines()[0].removeprefix("#!/bin/sh").replace(" ", "")
+    assert "x" not in shebang_options
+    assert "set -x" not in script and "set -o xtrace" not in script
 
 
 def test_no_shell_in_the_entry_script() -> None:
@@ -280,16 +305,26 @@ def job_dsl() -> str:
     return scripts[0]
 
 
-def test_casc_defines_the_deploy_job_with_exactly_its_four_parameters(job_dsl: str) -> None:
+def test_casc_defines_the_deploy_job_with_exactly_its_six_parameters(job_dsl: str) -> None:
     job = re.search(r"pipelineJob\('([^']+)'\)", job_dsl)
     assert job and job[1] == Settings.model_fields["jenkins_job"].default
     parameters = {name: kind for kind, name in re.findall(r"\b(\w+Param)\('([^']+)'", job_dsl)}
     assert parameters == {
         "DEPLOYMENT_ID": "stringParam",
+        "ACTION": "choiceParam",
+        "RUN": "stringParam",
         "CALLBACK_URL": "stringParam",
         "CALLBACK_TOKEN": "nonStoredPasswordParam",
         "VARS_JSON": "textParam",
     }
+    # The same names, defaults and choices as the Jenkins double's job.
+    assert list(parameters) == list(JOB_PARAMETERS)
+    choices = re.search(r"choiceParam\('ACTION', \[([^\]]*)\]", job_dsl)
+    assert choices is not None
+    assert tuple(re.findall(r"'([^']*)'", choices[1])) == JOB_CHOICES["ACTION"]
+    assert JOB_CHOICES["ACTION"] == tuple(action.value for action in RunAction)
+    assert JOB_PARAMETERS["ACTION"][1] == JOB_CHOICES["ACTION"][0]  # a choice's default
+    assert re.search(r"stringParam\('RUN', '1',", job_dsl) and JOB_PARAMETERS["RUN"][1] == "1"
     assert "sandbox(true)" in job_dsl
     # JCasC expands ${...} in the script before Job DSL runs it.
     assert "${" not in job_dsl

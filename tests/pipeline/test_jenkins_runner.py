@@ -1,11 +1,14 @@
 """The Jenkins runner against the Jenkins double, over real HTTP with python-jenkins; the double's
-builds run the job's real entry script (jenkins/run_deployment.py), and one runs Ansible."""
+builds run the job's real entry script (jenkins_job/run_deployment.py), and some run Ansible."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,13 +20,14 @@ import pytest
 import requests
 from jenkins import Jenkins, JenkinsException  # type: ignore[attr-defined]
 
-from pipeline.jenkins_runner import JenkinsRunner
+from pipeline.jenkins_runner import JenkinsRunner, _run_of
 from pipeline.runner import PipelineRequest
 from settings import Settings
+from tests.jenkins_double import REPO_ROOT as REPO
 from tests.jenkins_double import JenkinsDouble, running_double
-from vocabulary.runs import RunRef, RunState, RunStatus
+from vocabulary.runs import RunAction, RunRef, RunState, RunStatus
 
-FOUR_PARAMETERS = {"DEPLOYMENT_ID", "CALLBACK_URL", "CALLBACK_TOKEN", "VARS_JSON"}
+JOB_PARAMETERS = {"DEPLOYMENT_ID", "ACTION", "RUN", "CALLBACK_URL", "CALLBACK_TOKEN", "VARS_JSON"}
 TOKEN = "callback-token-0123456789abcdef"
 
 
@@ -58,6 +62,8 @@ def request_for(
     declared_id: int | None = None,
     disks: list[dict[str, Any]] | None = None,
     callback_url: str = "http://127.0.0.1:9/api/deployments/0/callback",
+    run: int = 1,
+    action: RunAction = RunAction.DEPLOY,
 ) -> PipelineRequest:
     """Shaped like activities/pipeline_activities.py's requests."""
     return PipelineRequest(
@@ -65,6 +71,8 @@ def request_for(
         workflow_id=f"deployment-{deployment_id}",
         callback_url=callback_url,
         callback_token=TOKEN,
+        action=action,
+        run=run,
         variables={
             "provisio_deployment": {
                 "id": deployment_id if declared_id is None else declared_id,
@@ -80,7 +88,7 @@ def request_for(
 
 def start_once(runner: JenkinsRunner, request: PipelineRequest) -> RunRef:
     """What the start_pipeline activity does, attempt after attempt."""
-    return runner.find_run(request.deployment_id) or runner.trigger(request)
+    return runner.find_run(request.deployment_id, request.run) or runner.trigger(request)
 
 
 def wait_for_status(
@@ -107,7 +115,7 @@ def running(runner: JenkinsRunner, ref: RunRef) -> RunStatus:
 # -- trigger, parameters, crumb ---------------------------------------------------------------
 
 
-def test_trigger_queues_one_build_with_the_four_parameters_in_the_body(
+def test_trigger_queues_one_build_with_the_six_parameters_in_the_body(
     jenkins_double: JenkinsDouble, jenkins_runner: JenkinsRunner
 ) -> None:
     jenkins_double.hold_queue = True
@@ -117,11 +125,13 @@ def test_trigger_queues_one_build_with_the_four_parameters_in_the_body(
 
     assert ref == RunRef(job_id="queue:1", url=f"{jenkins_double.url}job/provisio-deploy/")
     [sent] = jenkins_double.build_requests
-    # Only the job's four parameters, each once, in the form body: nothing in the URL.
+    # Only the job's six parameters, each once, in the form body: nothing in the URL.
     assert sent.query == {}
     assert sent.content_type == "application/x-www-form-urlencoded"
-    assert set(sent.form) == FOUR_PARAMETERS
+    assert set(sent.form) == JOB_PARAMETERS
     assert sent.form["DEPLOYMENT_ID"] == ["42"]
+    assert sent.form["ACTION"] == ["deploy"]
+    assert sent.form["RUN"] == ["1"]
     assert sent.form["CALLBACK_URL"] == [request.callback_url]
     assert sent.form["CALLBACK_TOKEN"] == [TOKEN]
     # All the user data is one parameter: one JSON string of the variables.
@@ -168,7 +178,7 @@ def test_each_call_gets_a_fresh_crumb_so_an_expired_session_does_not_matter(
 def test_wrong_credentials_fail_loudly(jenkins_double: JenkinsDouble) -> None:
     runner = JenkinsRunner(settings_for(jenkins_double, jenkins_token="wrong"), timeout_s=10)
     with pytest.raises(JenkinsException, match="401"):
-        runner.find_run(42)
+        runner.find_run(42, 1)
     with pytest.raises(ValueError, match="PROVISIO_JENKINS_TOKEN"):
         JenkinsRunner(settings_for(jenkins_double, jenkins_token=""))
 
@@ -185,15 +195,16 @@ def test_find_run_finds_the_queue_item_then_its_build_and_nothing_triggers_twice
 
     ref = start_once(jenkins_runner, request)
     assert start_once(jenkins_runner, request) == ref  # a retried activity, still queued
-    assert jenkins_runner.find_run(42) == ref
-    assert jenkins_runner.find_run(7) == other
-    assert jenkins_runner.find_run(8) is None
+    assert jenkins_runner.find_run(42, 1) == ref
+    assert jenkins_runner.find_run(7, 1) == other
+    assert jenkins_runner.find_run(8, 1) is None
+    assert jenkins_runner.find_run(42, 2) is None  # another run of the same deployment
 
     jenkins_double.release_queue()
     assert running(jenkins_runner, ref).state is RunState.RUNNING
     build = jenkins_double.queue_item(2).build
     assert build is not None
-    found = jenkins_runner.find_run(42)
+    found = jenkins_runner.find_run(42, 1)
     assert found == RunRef(
         job_id=f"build:{build.number}",
         url=f"{jenkins_double.url}job/provisio-deploy/{build.number}/",
@@ -333,12 +344,13 @@ def test_cancel_a_queued_item(jenkins_double: JenkinsDouble, jenkins_runner: Jen
     jenkins_runner.cancel(ref)
 
     assert jenkins_double.cancel_requests == [1]
+    assert jenkins_double.stop_requests == []
     assert jenkins_runner.status(ref) == RunStatus(
         RunState.ABORTED, reason="queue item 1 was cancelled"
     )
     jenkins_double.release_queue()
     assert jenkins_double.queue_item(1).build is None
-    assert jenkins_runner.find_run(42) is None  # a cancelled item is no run
+    assert jenkins_runner.find_run(42, 1) is None  # a cancelled item is no run
     jenkins_runner.cancel(ref)  # again: nothing to do
     assert jenkins_double.cancel_requests == [1]
 
@@ -350,16 +362,20 @@ def test_cancel_a_running_build(
     jenkins_double.hold_builds = True
     ref = jenkins_runner.trigger(request_for(42))
     running(jenkins_runner, ref)
-    target = ref if via == "queue ref" else jenkins_runner.find_run(42)
+    target = ref if via == "queue ref" else jenkins_runner.find_run(42, 1)
     assert target is not None
 
     jenkins_runner.cancel(target)
 
+    # cancel returned once Jenkins reported the build ended: no waiting after it.
+    assert not jenkins_double.build(1).building
     assert jenkins_double.stop_requests == [1]
     assert jenkins_double.cancel_requests == []
-    assert final(jenkins_runner, ref) == RunStatus(RunState.ABORTED, reason="build #1 ABORTED")
+    assert jenkins_runner.status(ref) == RunStatus(RunState.ABORTED, reason="build #1 ABORTED")
     assert not jenkins_double.build(1).script_started
     assert jenkins_runner.status(RunRef("build:1")).state is RunState.ABORTED
+    jenkins_runner.cancel(target)  # again: the build has ended, nothing is asked of Jenkins
+    assert jenkins_double.stop_requests == [1]
 
 
 def test_cancel_of_a_run_jenkins_no_longer_knows_is_a_no_op(
@@ -370,6 +386,145 @@ def test_cancel_of_a_run_jenkins_no_longer_knows_is_a_no_op(
     jenkins_runner.cancel(RunRef("manual-5"))
     assert jenkins_double.stop_requests == []
     assert jenkins_double.cancel_requests == []
+
+
+def test_each_run_of_a_deployment_is_its_own_build(
+    jenkins_double: JenkinsDouble, jenkins_runner: JenkinsRunner
+) -> None:
+    jenkins_double.hold_queue = jenkins_double.hold_builds = True
+    first = start_once(jenkins_runner, request_for(42, run=1))
+    second = start_once(jenkins_runner, request_for(42, run=2, action=RunAction.DESTROY))
+    assert first != second
+    assert jenkins_runner.find_run(42, 1) == first
+    assert jenkins_runner.find_run(42, 2) == second
+    assert jenkins_runner.find_run(42, 3) is None
+    assert [r.form["ACTION"] for r in jenkins_double.build_requests] == [["deploy"], ["destroy"]]
+    assert [r.form["RUN"] for r in jenkins_double.build_requests] == [["1"], ["2"]]
+
+    jenkins_double.release_queue()
+    running(jenkins_runner, first)
+    running(jenkins_runner, second)
+    builds = {b.parameters["RUN"]: b for b in jenkins_double.builds()}
+    assert builds["1"].parameters["ACTION"] == "deploy"
+    assert builds["2"].parameters["ACTION"] == "destroy"
+    assert jenkins_runner.find_run(42, 2) == RunRef(
+        f"build:{builds['2'].number}",
+        f"{jenkins_double.url}job/provisio-deploy/{builds['2'].number}/",
+    )
+    # A retried trigger of run 2 finds its build and queues nothing.
+    assert start_once(jenkins_runner, request_for(42, run=2, action=RunAction.DESTROY)).job_id == (
+        f"build:{builds['2'].number}"
+    )
+    assert len(jenkins_double.build_requests) == 2
+
+
+def test_a_build_from_before_the_run_parameter_is_the_first_run() -> None:
+    deployment = {"name": "DEPLOYMENT_ID", "value": "42"}
+    old = {"actions": [{"parameters": [deployment]}]}
+    assert _run_of(old) == ("42", "1")
+    new = {"actions": [{"parameters": [deployment, {"name": "RUN", "value": "3"}]}]}
+    assert _run_of(new) == ("42", "3")
+
+
+def blocking_home(tmp_path: Path) -> Path:
+    """A PROVISIO_HOME whose deploy.yml blocks in a task (its child ignores SIGTERM)."""
+    home = tmp_path / "provisio-home"
+    for name in ("jenkins_job", "pipeline", "vocabulary"):
+        shutil.copytree(REPO / name, home / name, ignore=shutil.ignore_patterns("__pycache__"))
+    playbooks = home / "playbooks"
+    (playbooks / "inventory").mkdir(parents=True)
+    shutil.copy(REPO / "playbooks" / "ansible.cfg", playbooks)
+    shutil.copy(REPO / "playbooks" / "inventory" / "localhost.yml", playbooks / "inventory")
+    (playbooks / "deploy.yml").write_text(
+        """
+- name: Block until stopped
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Block in a command whose child ignores SIGTERM
+      ansible.builtin.command:
+        argv: [sh, -c, 'trap "" TERM; sleep 600 & sleep 600']
+"""
+    )
+    return home
+
+
+def processes_with(mark: bytes) -> list[int]:
+    """Live processes whose environment holds `mark`."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if mark not in environ.read_bytes().split(b"\0"):
+                continue
+            state = (environ.parent / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            found.append(int(environ.parent.name))
+    return found
+
+
+def test_cancel_stops_a_build_whose_playbook_runs_and_waits_until_it_ended(
+    tmp_path: Path,
+) -> None:
+    doubles = running_double(
+        tmp_path / "jenkins",
+        provisio_home=blocking_home(tmp_path),
+        abort_grace_s=1.0,
+        agent_env={"PROVISIO_SANDBOX_ROOT": str(tmp_path / "sandbox")},
+    )
+    jenkins_double = next(doubles)
+    try:
+        runner = JenkinsRunner(settings_for(jenkins_double), timeout_s=10, cancel_timeout_s=60)
+        ref = runner.trigger(request_for(42))
+        running(runner, ref)
+        mark = f"JENKINS_NODE_COOKIE={jenkins_double.build(1).cookie}".encode()
+        deadline = time.monotonic() + 120
+        while len(processes_with(mark)) < 4:  # entry script, ansible-playbook, sh, sleeps...
+            assert time.monotonic() < deadline, jenkins_double.console_text(1)
+            time.sleep(0.2)
+        assert jenkins_double.build(1).script_started
+
+        runner.cancel(ref)
+
+        assert not jenkins_double.build(1).building
+        assert runner.status(ref) == RunStatus(RunState.ABORTED, reason="build #1 ABORTED")
+        assert processes_with(mark) == []
+        assert jenkins_double.stop_requests == [1]
+    finally:
+        doubles.close()
+
+
+def test_the_entry_script_refuses_an_unknown_action(tmp_path: Path) -> None:
+    vars_json = tmp_path / "vars.json"
+    vars_json.write_text(json.dumps(request_for(42).variables))
+    for action in ("rm", "deploy.yml", "../destroy", ""):
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "jenkins_job" / "run_deployment.py"),
+                "--action",
+                action,
+                "--vars-json",
+                str(vars_json),
+                "--deployment-id",
+                "42",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 65, (action, result.stderr)
+        assert "refusing to run: unknown action" in result.stderr
+    result = subprocess.run(
+        [sys.executable, str(REPO / "jenkins_job" / "run_deployment.py"), "--vars-json", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "--action" in result.stderr  # it is required
 
 
 # -- a real deployment ------------------------------------------------------------------------
@@ -471,5 +626,20 @@ def test_a_deployment_runs_ansible_through_the_entry_script_and_user_data_stays_
             "build:1", f"{jenkins_double.url}job/provisio-deploy/1/"
         )
         assert len(jenkins_double.build_requests) == 1
+
+        # Run 2 destroys it: the same job, ACTION destroy, playbooks/destroy.yml.
+        teardown = request_for(
+            42, name=name, disks=[disk], callback_url=callback_url, run=2, action=RunAction.DESTROY
+        )
+        assert runner.find_run(42, 2) is None
+        teardown_ref = start_once(runner, teardown)
+        assert final(runner, teardown_ref, timeout=300) == RunStatus(RunState.SUCCEEDED), (
+            jenkins_double.console_text(2)
+        )
+        assert "destroy of deployment 42 (run 2), playbooks/destroy.yml" in (
+            jenkins_double.console_text(2)
+        )
+        assert not (sandbox / "42").exists()
+        assert not marker.exists()
     finally:
         doubles.close()
