@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     default_callback_timeout_s: int = 3600
     # How often the workflow asks the runner for its status while waiting.
     pipeline_poll_interval_s: int = 30
+    # How long a failed deployment keeps what it built when its template sets no
+    # `provisio.failure_retention_s`; then it is torn down on its own.
+    default_failure_retention_s: int = 86400
+    # A deployment's workflow continues as new past this many history events.
+    workflow_max_history_events: int = 2000
 
     # Disk work: "directory" (image files under sandbox_root; the safe default) or "lvm".
     disk_backend: str = "directory"

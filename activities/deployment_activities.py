@@ -71,36 +71,31 @@ class DeploymentActivities(DeploymentSteps):
     @activity.defn
     async def reject_deployment(self, data: RejectDeploymentInput) -> None:
         """End a deployment the workflow's validation refused (if it was recorded at all)."""
+        step = RecordStepInput(
+            data.deployment_id, "result", S.FAILED, data.message, {"errors": data.errors}
+        )
         async with self._sessionmaker.begin() as session:
             if await deployment_exists(session, data.deployment_id):
-                await record_step(
-                    session, data.deployment_id, "result", S.FAILED, data.message,
-                    {"errors": data.errors},
-                )  # fmt: skip
+                await record_step(session, step)
 
     @activity.defn
     async def record_disks_allocated(self, data: DisksAllocatedInput) -> None:
         """The disks were copied from the template with the deployment; say so in history."""
         disks = [f"{d.mount_point} {d.size_gb}G" for d in data.disks]
         message = f"{len(disks)} disk allocation(s) cloned from the template"
+        step = RecordStepInput(
+            data.deployment_id, "disks_allocated", S.PROVISIONING, message, {"disks": disks}
+        )
         async with self._one_statement() as session:
-            await record_step(
-                session, data.deployment_id, "disks_allocated", S.PROVISIONING, message,
-                {"disks": disks},
-            )  # fmt: skip
+            await record_step(session, step)
 
     @activity.defn
     async def record_pipeline_triggered(self, data: RecordRunInput) -> None:
+        """The run's reference and, in the same transaction, its `triggered` step."""
         async with self._sessionmaker.begin() as session:
             await record_run(session, data.deployment_id, data.run)
-            await record_step(
-                session,
-                data.deployment_id,
-                "triggered",
-                S.QUEUED,
-                f"Pipeline triggered ({data.run.job_id})",
-                {"job_id": data.run.job_id, "url": data.run.url},
-            )
+            if data.step is not None:
+                await record_step(session, data.step)
 
     @activity.defn
     async def record_pipeline_run(self, data: RecordRunInput) -> None:
@@ -111,7 +106,4 @@ class DeploymentActivities(DeploymentSteps):
     @activity.defn
     async def record_step(self, data: RecordStepInput) -> None:
         async with self._one_statement() as session:
-            await record_step(
-                session, data.deployment_id, data.event_key, data.status, data.message,
-                data.details,
-            )  # fmt: skip
+            await record_step(session, data)

@@ -8,7 +8,7 @@ import dataclasses
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.callback_tokens import callback_token
+from domain.callback_tokens import callback_token, callback_url
 from pipeline.ansible_vars import UnsafeVariablesError, check_variables
 from pipeline.runner import PipelineRequest, PipelineRunner
 from settings import Settings
@@ -26,7 +26,7 @@ class PipelineActivities(PipelineSteps):
     @activity.defn
     def start_pipeline(self, data: StartPipelineInput) -> RunRef:
         """Start the run for a deployment, or return the one an earlier attempt started."""
-        ref = self._runner.find_run(data.deployment_id)
+        ref = self._runner.find_run(data.deployment_id, data.run)
         if ref is None:
             request = self._request(data)
             try:
@@ -39,7 +39,12 @@ class PipelineActivities(PipelineSteps):
             ref = self._runner.trigger(request)
             activity.logger.info(
                 "pipeline triggered",
-                extra={"deployment_id": data.deployment_id, "job_id": ref.job_id},
+                extra={
+                    "deployment_id": data.deployment_id,
+                    "job_id": ref.job_id,
+                    "action": data.action.value,
+                    "run": data.run,
+                },
             )
         return ref
 
@@ -60,9 +65,11 @@ class PipelineActivities(PipelineSteps):
         return PipelineRequest(
             deployment_id=data.deployment_id,
             workflow_id=data.workflow_id,
-            callback_url=f"{base}/api/deployments/{data.deployment_id}/callback",
+            action=data.action,
+            run=data.run,
+            callback_url=callback_url(base, data.deployment_id, data.run),
             callback_token=callback_token(
-                self._settings.secret_key, data.deployment_id, data.workflow_id
+                self._settings.secret_key, data.deployment_id, data.workflow_id, data.run
             ),
             variables={
                 "provisio_deployment": {

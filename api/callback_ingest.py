@@ -51,18 +51,20 @@ async def authenticate(
     session: AsyncSession,
     secret_key: str,
     deployment_id: int,
+    run: int,
     timestamp: str | None,
     signature: str | None,
     body: bytes,
 ) -> tuple[CallbackTarget, str]:
-    """The deployment and the request's signature, or 401. Checks freshness before the HMAC."""
+    """The deployment and the request's signature, or 401. Checks freshness before the HMAC.
+    The token is the run's own: a request that claims another run fails the check."""
     if not timestamp or not signature or not signature.startswith("sha256="):
         raise NotAuthenticated("missing or malformed signature")
     if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > MAX_SKEW_S:
         raise NotAuthenticated("stale or invalid timestamp")
     target = await callback_target(session, deployment_id)
     # An unknown deployment answers like a bad signature: the endpoint reveals nothing.
-    token = callback_token(secret_key, deployment_id, target.workflow_id if target else "")
+    token = callback_token(secret_key, deployment_id, target.workflow_id if target else "", run)
     expected = signature_of(token, timestamp, body)
     if not hmac.compare_digest(expected, signature.removeprefix("sha256=")) or target is None:
         raise NotAuthenticated("invalid signature")
@@ -127,7 +129,11 @@ def history_message(event: dict[str, Any]) -> str:
 
 
 async def store_events(
-    session: AsyncSession, target: CallbackTarget, signature: str, events: list[dict[str, Any]]
+    session: AsyncSession,
+    target: CallbackTarget,
+    run: int,
+    signature: str,
+    events: list[dict[str, Any]],
 ) -> tuple[int, Milestones]:
     """Store new events once each; (rows written, milestones the batch carries).
 
@@ -144,12 +150,12 @@ async def store_events(
         elif event["event"] == contract.PLAYBOOK_ON_STATS:
             milestones.stats = event["data"].get("stats") or {}
     rows = [EventRow(event["counter"], history_message(event), event) for event in events]
-    return await store_event_rows(session, target.id, target.status, rows), milestones
+    return await store_event_rows(session, target, run, rows), milestones
 
 
-async def failure_reason(session: AsyncSession, deployment_id: int) -> str | None:
+async def failure_reason(session: AsyncSession, deployment_id: int, run: int) -> str | None:
     """The first failing host and task of the run, from the stored events."""
-    event = await first_failing_event(session, deployment_id)
+    event = await first_failing_event(session, deployment_id, run)
     if event is None:
         return None
     data = event.get("data") or {}

@@ -37,7 +37,7 @@ from db.repository import (
 from domain.validation import DeploymentValidationError, validate_deployment
 from settings import Settings
 from vocabulary.contracts import DeployRequest, ValidatedDeployment
-from vocabulary.disks import DiskOverride
+from vocabulary.disks import DiskOverride, DiskState
 from vocabulary.statuses import DeploymentStatus
 from workflows import search_attributes as sa
 from workflows.deploy import DeployWorkflow
@@ -76,6 +76,8 @@ def _request(
         disk_overrides=[DiskOverride(**d.model_dump()) for d in body.disk_allocations],
         default_callback_timeout_s=settings.default_callback_timeout_s,
         poll_interval_s=settings.pipeline_poll_interval_s,
+        default_failure_retention_s=settings.default_failure_retention_s,
+        max_history_events=settings.workflow_max_history_events,
     )
 
 
@@ -150,7 +152,16 @@ async def launch_deployment(
         "template_version": deployment.template_version,
         "configuration": deployment.configuration,
         "jenkins_job_id": None,
-        "disk_allocations": [dataclasses.asdict(disk) for disk in deployment.disks],
+        "attempt": 1,
+        "retained_until": None,
+        "disk_allocations": [
+            {
+                **dataclasses.asdict(disk),
+                "state": DiskState.PLANNED,
+                "state_changed_at": new.created_at,
+            }
+            for disk in deployment.disks
+        ],
     }
 
 

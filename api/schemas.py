@@ -9,6 +9,8 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.validation import FILESYSTEMS, MAX_DISK_GB
+from vocabulary.disks import DiskState
+from vocabulary.operations import Operation
 from vocabulary.users import Role
 
 # Ids within their column types, so an absurd id is a 422, not a database error.
@@ -68,6 +70,11 @@ class DiskPublic(BaseModel):
     logical_volume: str
     filesystem_type: str
     allocation_params: dict[str, Any]
+
+
+class DeploymentDiskPublic(DiskPublic):
+    state: DiskState
+    state_changed_at: datetime
 
 
 class TemplatePublic(BaseModel):
@@ -143,9 +150,16 @@ class DeploymentDetail(DeploymentSummary):
     service_type: str
     template_version: int
     configuration: dict[str, Any]
+    # Any runner's job id: `local-…` for the local runner, `queue:N` then `build:N` for Jenkins.
     jenkins_job_id: str | None
-    disk_allocations: list[DiskPublic]
+    disk_allocations: list[DeploymentDiskPublic]
     temporal_url: str
+    attempt: int
+    retained_until: datetime | None
+    expires_at: datetime | None = None
+    approval: dict[str, Any] | None = None
+    # What the owner may do now (vocabulary.operations): the UI and the CLI offer exactly these.
+    allowed_operations: list[Operation]
 
 
 class HistoryEntry(BaseModel):
@@ -153,6 +167,7 @@ class HistoryEntry(BaseModel):
     status: str
     message: str
     details: dict[str, Any]
+    attempt: int
     created_at: datetime
 
 

@@ -13,8 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import CallbackSignature, Deployment, DeploymentHistory
 from vocabulary.callback_events import FAILING_EVENTS
 
-# History rows of callback events are keyed by the event's counter: a re-sent event writes nothing.
-EVENT_KEY_PREFIX = "event:"
+
+def event_key_prefix(run: int) -> str:
+    """History rows of callback events are keyed by their run and counter: a re-sent event writes
+    nothing, and the run after a retry (whose counters start at 1 again) writes its own rows."""
+    return "event:" if run == 1 else f"run{run}:event:"
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class CallbackTarget:
     id: int
     workflow_id: str
     status: str
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -36,12 +40,14 @@ class EventRow:
 async def callback_target(session: AsyncSession, deployment_id: int) -> CallbackTarget | None:
     row = (
         await session.execute(
-            select(Deployment.id, Deployment.workflow_id, Deployment.status).where(
-                Deployment.id == deployment_id
-            )
+            select(
+                Deployment.id, Deployment.workflow_id, Deployment.status, Deployment.attempt
+            ).where(Deployment.id == deployment_id)
         )
     ).first()
-    return None if row is None else CallbackTarget(row.id, row.workflow_id, row.status)
+    if row is None:
+        return None
+    return CallbackTarget(row.id, row.workflow_id, row.status, row.attempt)
 
 
 async def remember_signature(
@@ -65,16 +71,18 @@ async def remember_signature(
 
 
 async def store_event_rows(
-    session: AsyncSession, deployment_id: int, status: str, events: list[EventRow]
+    session: AsyncSession, target: CallbackTarget, run: int, events: list[EventRow]
 ) -> int:
     """Inserts the rows not stored yet; returns how many were new."""
+    prefix = event_key_prefix(run)
     rows = [
         {
-            "deployment_id": deployment_id,
-            "event_key": f"{EVENT_KEY_PREFIX}{event.counter}",
-            "status": status,
+            "deployment_id": target.id,
+            "event_key": f"{prefix}{event.counter}",
+            "status": target.status,
             "message": event.message,
             "details": event.details,
+            "attempt": target.attempt,
         }
         for event in events
     ]
@@ -89,7 +97,9 @@ async def store_event_rows(
     return len(written.all())
 
 
-async def first_failing_event(session: AsyncSession, deployment_id: int) -> dict[str, Any] | None:
+async def first_failing_event(
+    session: AsyncSession, deployment_id: int, run: int
+) -> dict[str, Any] | None:
     """The stored event of the run's first failing host and task, ignored failures left out."""
     history = DeploymentHistory
     details: dict[str, Any] | None = (
@@ -97,7 +107,7 @@ async def first_failing_event(session: AsyncSession, deployment_id: int) -> dict
             select(history.details)
             .where(
                 history.deployment_id == deployment_id,
-                history.event_key.like(f"{EVENT_KEY_PREFIX}%"),
+                history.event_key.like(f"{event_key_prefix(run)}%"),
                 history.details["event"].astext.in_(FAILING_EVENTS),
                 # A failure the playbook chose to ignore is not why the run failed.
                 history.details["data"]["ignore_errors"].astext.is_distinct_from("true"),

@@ -50,9 +50,14 @@ async def deployment_detail(
         Template.version.label("template_version"),
         Deployment.configuration,
         Deployment.jenkins_job_id,
-        disks_json(DiskAllocation, DiskAllocation.deployment_id == Deployment.id).label(
-            "disk_allocations"
-        ),
+        Deployment.attempt,
+        Deployment.retained_until,
+        disks_json(
+            DiskAllocation,
+            DiskAllocation.deployment_id == Deployment.id,
+            "state",
+            "state_changed_at",
+        ).label("disk_allocations"),
     ).where(Deployment.id == deployment_id, _visible(user))
     row = (await session.execute(stmt)).mappings().one_or_none()
     return dict(row) if row else None
@@ -89,7 +94,14 @@ async def deployment_history(
     `created` row, written in the same transaction as the deployment itself."""
     history = DeploymentHistory
     stmt = (
-        select(history.id, history.status, history.message, history.details, history.created_at)
+        select(
+            history.id,
+            history.status,
+            history.message,
+            history.details,
+            history.attempt,
+            history.created_at,
+        )
         .join(Deployment, Deployment.id == history.deployment_id)
         .where(history.deployment_id == deployment_id, _visible(user))
         .order_by(history.id)

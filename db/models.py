@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from vocabulary.disks import DiskState
 from vocabulary.statuses import HISTORY_STATUSES, DeploymentStatus
 from vocabulary.users import ROLES
 
@@ -110,15 +111,27 @@ class Deployment(Base):
     workflow_id: Mapped[str] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Addition: the deploy attempt (retries count up), and until when a failed deployment keeps
+    # what it built before it is torn down.
+    attempt: Mapped[int] = mapped_column(Integer, server_default="1")
+    retained_until: Mapped[datetime | None] = mapped_column()
 
 
 class DiskAllocation(DiskColumns, Base):
     __tablename__ = "disk_allocations"
+    __table_args__ = (
+        CheckConstraint(
+            _one_of("state", tuple(s.value for s in DiskState)), name="disk_allocations_state_valid"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     deployment_id: Mapped[int] = mapped_column(
         ForeignKey("deployments.id", ondelete="CASCADE"), index=True
     )
+    # Addition: planned, allocated, released (vocabulary.disks.DiskState), and since when.
+    state: Mapped[str] = mapped_column(String(16), server_default=DiskState.PLANNED.value)
+    state_changed_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class DeploymentHistory(Base):
@@ -135,6 +148,8 @@ class DeploymentHistory(Base):
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
     event_key: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(32))
+    # Addition: the deploy attempt the row belongs to.
+    attempt: Mapped[int] = mapped_column(Integer, server_default="1")
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

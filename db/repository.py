@@ -7,9 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     Select,
-    String,
     bindparam,
     column,
     exists,
@@ -31,16 +29,11 @@ from db.models import (
     TemplateDiskAllocation,
 )
 from domain.validation import TemplateSnapshot
-from vocabulary.contracts import ValidatedDeployment
+from vocabulary.contracts import RecordStepInput, ValidatedDeployment
 from vocabulary.disks import DISK_FIELDS, DiskSpec
+from vocabulary.operations import ENTERED_FROM
 from vocabulary.runs import RunRef
-from vocabulary.statuses import (
-    FINAL_STATUSES,
-    PROVISIONING_ORDER,
-    DeploymentStatus,
-    HistoryStatus,
-    status_rank,
-)
+from vocabulary.statuses import DeploymentStatus, HistoryStatus
 
 
 class DuplicateDeploymentName(Exception):
@@ -141,11 +134,14 @@ async def insert_deployment(
     return None if row is None else NewDeployment(row.id, row.created_at, row.updated_at)
 
 
-def disks_json(disk: type[DiskAllocation] | type[TemplateDiskAllocation], owner: Any) -> Any:
+def disks_json(
+    disk: type[DiskAllocation] | type[TemplateDiskAllocation], owner: Any, *extra: str
+) -> Any:
     """The disks matching `owner` (a condition on `disk`) as one JSON array in creation order,
     a scalar subquery: a template's or a deployment's disks read in the statement that needs
-    them."""
-    row = func.json_build_object(*(v for name in DISK_FIELDS for v in (name, getattr(disk, name))))
+    them. `extra` names columns shown beyond the disk's fields (a deployment disk's state)."""
+    names = (*DISK_FIELDS, *extra)
+    row = func.json_build_object(*(v for name in names for v in (name, getattr(disk, name))))
     return (
         select(
             func.coalesce(func.json_agg(aggregate_order_by(row, disk.id)), func.json_build_array())
@@ -209,67 +205,57 @@ async def record_run(session: AsyncSession, deployment_id: int, run: RunRef) -> 
     )
 
 
-def _new_history(
-    deployment_id: int,
-    event_key: str,
-    status: DeploymentStatus,
-    message: str,
-    details: dict[str, Any] | None,
-) -> Any:
+def _new_history(step: RecordStepInput) -> Any:
     return (
         insert(DeploymentHistory)
         .values(
-            deployment_id=deployment_id,
-            event_key=event_key,
-            status=status.value,
-            message=message,
-            details=details or {},
+            deployment_id=step.deployment_id,
+            event_key=step.event_key,
+            status=step.status.value,
+            message=step.message,
+            details=step.details or {},
+            attempt=step.attempt,
         )
         .on_conflict_do_nothing(constraint="deployment_history_event_key")
         .returning(DeploymentHistory.id)
     )
 
 
-def _advance(deployment_id: int, status: DeploymentStatus) -> Any:
-    """UPDATE a deployment forward to `status`; never backwards, never out of a final status.
+def _move(step: RecordStepInput) -> Any:
+    """UPDATE the deployment to the step's status, only from a status it may be entered from
+    (vocabulary.operations.ENTERED_FROM): a late or repeated step never moves it back.
 
     The row lock of the UPDATE orders concurrent writers and its condition is re-checked on the
     locked row, so no separate SELECT ... FOR UPDATE is needed."""
-    stmt = (
+    entered_from = sorted(status.value for status in ENTERED_FROM[step.status])
+    return (
         update(Deployment)
-        .where(
-            Deployment.id == deployment_id,
-            Deployment.status.not_in(_values(sorted(FINAL_STATUSES))),
+        .where(Deployment.id == step.deployment_id, Deployment.status.in_(entered_from))
+        .values(
+            status=step.status.value,
+            attempt=step.attempt,
+            retained_until=step.retained_until,
+            updated_at=func.now(),
         )
-        .values(status=status.value, updated_at=func.now())
         .returning(Deployment.id)
     )
-    if not status.is_final:
-        current_rank = func.array_position(
-            literal(_values(PROVISIONING_ORDER), ARRAY(String)), Deployment.status
+
+
+async def record_step(session: AsyncSession, step: RecordStepInput) -> bool:
+    """A step's history row, once per event key, and, only if that row is new, its status move
+    (and its disks' state). True when the row was new. One statement."""
+    history = _new_history(step).cte("step")
+    moved = _move(step).where(exists(select(history.c.id))).cte("moved")
+    stmt = select(select(history.c.id).scalar_subquery()).add_cte(moved)
+    if step.disk_state is not None:
+        disks = (
+            update(DiskAllocation)
+            .where(
+                DiskAllocation.deployment_id == step.deployment_id,
+                exists(select(moved.c.id)),
+            )
+            .values(state=step.disk_state.value, state_changed_at=func.now())
+            .cte("disks")
         )
-        # array_position counts from 1, status_rank from 0.
-        stmt = stmt.where(current_rank < status_rank(status) + 1)
-    return stmt
-
-
-def _values(statuses: Any) -> list[str]:
-    """Plain strings, in the given order (a sorted set keeps the statement text stable)."""
-    return [status.value for status in statuses]
-
-
-async def record_step(
-    session: AsyncSession,
-    deployment_id: int,
-    event_key: str,
-    status: DeploymentStatus,
-    message: str,
-    details: dict[str, Any] | None = None,
-) -> bool:
-    """A step's status change and its history row, once per event key. True when it was new.
-
-    One statement: the UPDATE runs only if the history row was inserted."""
-    history = _new_history(deployment_id, event_key, status, message, details).cte("step")
-    advanced = _advance(deployment_id, status).where(exists(select(history.c.id))).cte("moved")
-    stmt = select(select(history.c.id).scalar_subquery()).add_cte(advanced)
+        stmt = stmt.add_cte(disks)
     return (await (await session.connection()).execute(stmt)).scalar() is not None

@@ -31,7 +31,9 @@ def _ansible_keys(value: Any, loc: list[str | int]) -> list[FieldError]:
     return errors
 
 
-SETTINGS = ("callback_timeout_s", "overrides", "max_total_gb")
+SETTINGS = ("callback_timeout_s", "overrides", "max_total_gb", "failure_retention_s")
+# A failed deployment keeps what it built for at most this long (90 days) before its teardown.
+MAX_FAILURE_RETENTION_S = 90 * 24 * 3600
 
 
 def _overrides(schema: Any, loc: list[str | int]) -> list[FieldError]:
@@ -69,6 +71,14 @@ def _orchestration(settings: Any) -> list[FieldError]:
     ):
         msg = f"must be an integer from 1 to {MAX_CALLBACK_TIMEOUT_S}"
         errors.append(_error([*loc, "callback_timeout_s"], msg))
+    retention = settings.get("failure_retention_s")
+    if retention is not None and (
+        isinstance(retention, bool)
+        or not isinstance(retention, int)
+        or not 0 <= retention <= MAX_FAILURE_RETENTION_S
+    ):
+        msg = f"must be an integer from 0 to {MAX_FAILURE_RETENTION_S} (seconds)"
+        errors.append(_error([*loc, "failure_retention_s"], msg))
     return errors
 
 

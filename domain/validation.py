@@ -115,6 +115,12 @@ def _callback_timeout(configuration: dict[str, Any]) -> int | None:
     return timeout if isinstance(timeout, int) and timeout > 0 else None
 
 
+def _failure_retention(configuration: dict[str, Any]) -> int | None:
+    retention = _orchestration(configuration).get("failure_retention_s")
+    valid = isinstance(retention, int) and not isinstance(retention, bool) and retention >= 0
+    return retention if valid else None
+
+
 def validate_deployment(
     template: TemplateSnapshot | None, request: DeploymentAsk
 ) -> ValidatedDeployment:
@@ -176,4 +182,5 @@ def validate_deployment(
         configuration={**defaults, **request.configuration},
         disks=list(disks.values()),
         callback_timeout_s=_callback_timeout(template.configuration),
+        failure_retention_s=_failure_retention(template.configuration),
     )

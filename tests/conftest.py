@@ -185,10 +185,19 @@ async def make_template(sessionmaker: SessionMaker) -> Any:
         *,
         is_active: bool = True,
         callback_timeout_s: int | None = None,
+        failure_retention_s: int | None = None,
     ) -> int:
         configuration: dict[str, Any] = {"max_connections": 100, "listen": "localhost"}
-        if callback_timeout_s is not None:
-            configuration["provisio"] = {"callback_timeout_s": callback_timeout_s}
+        orchestration = {
+            key: value
+            for key, value in (
+                ("callback_timeout_s", callback_timeout_s),
+                ("failure_retention_s", failure_retention_s),
+            )
+            if value is not None
+        }
+        if orchestration:
+            configuration["provisio"] = orchestration
         async with sessionmaker.begin() as session:
             template = Template(
                 name=name,

@@ -9,13 +9,38 @@ running workflows.
 # lookup there.
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from vocabulary.disks import DiskOverride, DiskSpec
-from vocabulary.runs import RunRef
+from vocabulary.disks import DiskOverride, DiskSpec, DiskState
+from vocabulary.operations import Operation
+from vocabulary.runs import RunAction, RunRef
 from vocabulary.statuses import DeploymentStatus
 
 JSON = dict[str, Any]
+
+
+@dataclass
+class ValidatedDeployment:
+    template_id: int
+    template_name: str
+    template_version: int
+    service_type: str
+    configuration: JSON
+    disks: list[DiskSpec]
+    callback_timeout_s: int | None = None
+    failure_retention_s: int | None = None
+
+
+@dataclass
+class DeploymentState:
+    """What the deployment's workflow carries into its next run when it continues as new."""
+
+    deployment: ValidatedDeployment
+    status: DeploymentStatus
+    attempt: int
+    runs: int
+    retained_until: datetime | None = None
 
 
 @dataclass
@@ -31,17 +56,27 @@ class DeployRequest:
     disk_overrides: list[DiskOverride] = field(default_factory=list)
     default_callback_timeout_s: int = 3600
     poll_interval_s: int = 30
+    default_failure_retention_s: int = 86400
+    # Continue as new past this many history events (or when Temporal suggests it).
+    max_history_events: int = 2000
+    # Set when the workflow continues as new: where the deployment stands.
+    resume: DeploymentState | None = None
 
 
 @dataclass
-class ValidatedDeployment:
-    template_id: int
-    template_name: str
-    template_version: int
-    service_type: str
-    configuration: JSON
-    disks: list[DiskSpec]
-    callback_timeout_s: int | None = None
+class OperationRequest:
+    """An Update's input: who asks, and why (shown in history)."""
+
+    requested_by: str
+    reason: str | None = None
+
+
+@dataclass
+class OperationAccepted:
+    """An Update's answer: the operation and the status the deployment now has."""
+
+    operation: Operation
+    status: DeploymentStatus
 
 
 @dataclass
@@ -76,41 +111,52 @@ class StartPipelineInput:
     workflow_id: str
     deployment_name: str
     deployment: ValidatedDeployment
-
-
-@dataclass
-class RecordRunInput:
-    """A run's reference, recorded as the deployment's job id."""
-
-    deployment_id: int
-    run: RunRef
+    action: RunAction = RunAction.DEPLOY
+    run: int = 1
 
 
 @dataclass
 class RecordStepInput:
-    """One status change and its history row, written in one transaction, once per event_key."""
+    """One status change and its history row, written in one transaction, once per event_key.
+
+    The deployment's attempt and retention are written with every status it moves to; a disk
+    state, when given, moves every disk of the deployment with it."""
 
     deployment_id: int
     event_key: str
     status: DeploymentStatus
     message: str
     details: JSON = field(default_factory=dict)
+    attempt: int = 1
+    retained_until: datetime | None = None
+    disk_state: DiskState | None = None
+
+
+@dataclass
+class RecordRunInput:
+    """A run's reference, recorded as the deployment's job id, with the step it makes."""
+
+    deployment_id: int
+    run: RunRef
+    step: RecordStepInput | None = None
 
 
 @dataclass
 class PipelineStarted:
-    """Signal: the playbook has started."""
+    """Signal: the playbook of run `run` has started."""
 
     details: JSON = field(default_factory=dict)
+    run: int = 1
 
 
 @dataclass
 class PipelineFinished:
-    """Signal: the playbook's final result, with per-host stats."""
+    """Signal: the final result of run `run`'s playbook, with per-host stats."""
 
     ok: bool
     stats: JSON = field(default_factory=dict)
     reason: str | None = None
+    run: int = 1
 
 
 @dataclass

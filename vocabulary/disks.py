@@ -5,6 +5,7 @@
 # lookup there.
 
 import dataclasses
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,3 +32,11 @@ class DiskOverride:
     mount_point: str
     size_gb: int | None = None
     filesystem_type: str | None = None
+
+
+class DiskState(enum.StrEnum):
+    """Where a deployment's disk stands on its host."""
+
+    PLANNED = "planned"  # recorded, not built yet (or being built)
+    ALLOCATED = "allocated"  # a deploy run succeeded: it exists on the host
+    RELEASED = "released"  # a teardown removed it

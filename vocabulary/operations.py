@@ -46,9 +46,7 @@ _HINTS: dict[Operation, str] = {
 def allowed_operations(status: S) -> list[Operation]:
     """The operations a user may start now, in a stable order (repeats of one in flight not
     included: there is nothing to start)."""
-    return [
-        op for op in Operation if status in STARTS_FROM[op] and status != STARTS_AS[op]
-    ]
+    return [op for op in Operation if status in STARTS_FROM[op] and status != STARTS_AS[op]]
 
 
 def refusal(operation: Operation, status: S) -> str | None:

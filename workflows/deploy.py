@@ -1,4 +1,9 @@
-"""DeployWorkflow: validate → record → disks → trigger → await callback → final status.
+"""DeployWorkflow: the life of one deployment, from its launch until nothing of it is left.
+
+Provisioning: validate → record → disks → trigger → await callback → settled status. Then the
+workflow waits for operations (Updates with validators: cancel, destroy, retry) and for the end
+of a failed deployment's retention, and continues as new before its history grows large. It ends
+only when the deployment is cancelled or destroyed (or refused at launch).
 
 Deterministic and free of I/O. Activities are called through their signatures in
 `vocabulary.activities`, so neither SQLAlchemy nor any runner library is imported into the
@@ -8,7 +13,8 @@ workflow sandbox.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import dataclasses
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -18,9 +24,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from vocabulary.activities import DeploymentSteps, PipelineSteps
     from vocabulary.contracts import (
+        DeploymentState,
         DeployRequest,
         DeployResult,
         DisksAllocatedInput,
+        OperationAccepted,
+        OperationRequest,
         PipelineFinished,
         PipelineStarted,
         RecordDeploymentInput,
@@ -30,8 +39,10 @@ with workflow.unsafe.imports_passed_through():
         StartPipelineInput,
         ValidatedDeployment,
     )
-    from vocabulary.errors import REJECTIONS
-    from vocabulary.runs import RunRef, RunState, RunStatus
+    from vocabulary.disks import DiskState
+    from vocabulary.errors import OPERATION_REFUSED, REJECTIONS
+    from vocabulary.operations import ENTERED_FROM, Operation, refusal
+    from vocabulary.runs import RunAction, RunRef, RunState, RunStatus
     from vocabulary.statuses import DeploymentStatus as S
     from workflows import search_attributes as sa
 
@@ -49,56 +60,148 @@ STATUS_CHECK: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=30),
     "retry_policy": RetryPolicy(maximum_attempts=3),
 }
+# Stopping a run waits for the runner to confirm it ended (the local runner escalates to SIGKILL).
+STOP_RUN: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=120),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=5),
+}
 # A runner may report the end a moment before the final callback lands: wait that long for it.
 CALLBACK_GRACE = timedelta(seconds=30)
 # Status checks while waiting are spread so that even a long wait keeps the history small.
 MAX_STATUS_CHECKS = 500
+# How long a stopped run may take to be reported ended before the cancel gives up (failed).
+STOP_CONFIRM_TIMEOUT = timedelta(minutes=5)
 
 Outcome = tuple[S, str, dict[str, Any]]
 
 
+def _key(name: str, run: int) -> str:
+    """A run's history event key: the first run keeps the plain step names."""
+    return name if run == 1 else f"{name}:{run}"
+
+
 @workflow.defn
 class DeployWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, request: DeployRequest) -> None:
+        self._request = request
+        self._deployment: ValidatedDeployment | None = None
         self._status = S.PENDING
-        self._started: PipelineStarted | None = None
-        self._finished: PipelineFinished | None = None
-        self._running_recorded = False
+        self._attempt = 1
+        self._runs = 0  # pipeline runs started so far (deploys, retries, teardowns)
+        self._run: RunRef | None = None  # the latest run
+        self._retained_until: datetime | None = None
+        self._started: dict[int, PipelineStarted] = {}
+        self._finished: dict[int, PipelineFinished] = {}
         self._check_timer: asyncio.Future[None] | None = None
+        self._destroy_reason = ""
+        if request.resume is not None:
+            state = request.resume
+            self._deployment = state.deployment
+            self._status = state.status
+            self._attempt = state.attempt
+            self._runs = state.runs
+            self._retained_until = state.retained_until
 
     @workflow.run
     async def run(self, request: DeployRequest) -> DeployResult:
-        deployment_id = request.deployment_id
-        try:
-            deployment = await self._validate(request)
-            await self._record_deployment(request, deployment)
-        except ApplicationError as rejection:
-            # The API recorded the deployment: it must end, with the reason, not stay pending.
-            await self._reject(deployment_id, rejection)
-            raise
-        try:
-            return await self._provision(request, deployment)
-        except ActivityError as error:
-            # Retries are exhausted: the deployment must still end in a final status.
-            reason = str(error.cause or error)
-            await self._finish(deployment_id, (S.FAILED, f"Deployment failed: {reason}", {}))
-            return DeployResult(deployment_id, S.FAILED, reason)
+        if request.resume is None:
+            await self._launch()
+        while not self._status.is_terminal:
+            if self._status == S.CANCELLING:
+                await self._cancel()
+            elif self._status == S.DESTROYING:
+                await self._destroy()
+            elif self._status in (S.PENDING, S.PROVISIONING):
+                await self._provision()
+            else:
+                await self._settled()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return DeployResult(request.deployment_id, self._status)
 
     @workflow.query
     def status(self) -> str:
         return self._status.value
 
+    # --- operations ---------------------------------------------------------------------------
+
+    @workflow.update
+    async def cancel(self, request: OperationRequest) -> OperationAccepted:
+        if self._status != S.CANCELLING:
+            reason = request.reason or "cancelled by the user"
+            await self._step(
+                "cancel-requested",
+                S.CANCELLING,
+                f"Cancel requested by {request.requested_by}",
+                {"by": request.requested_by, "reason": reason},
+            )
+        return OperationAccepted(Operation.CANCEL, self._status)
+
+    @cancel.validator
+    def _validate_cancel(self, request: OperationRequest) -> None:
+        self._refuse_unless(Operation.CANCEL)
+
+    @workflow.update
+    async def destroy(self, request: OperationRequest) -> OperationAccepted:
+        if self._status != S.DESTROYING:
+            await self._begin_destroy(f"destroyed by {request.requested_by}", request.requested_by)
+        return OperationAccepted(Operation.DESTROY, self._status)
+
+    @destroy.validator
+    def _validate_destroy(self, request: OperationRequest) -> None:
+        self._refuse_unless(Operation.DESTROY)
+
+    @workflow.update
+    async def retry(self, request: OperationRequest) -> OperationAccepted:
+        self._attempt += 1
+        self._retained_until = None
+        await self._step(
+            _key("retry", self._attempt),
+            S.PROVISIONING,
+            f"Retry requested by {request.requested_by} (attempt {self._attempt})",
+            {"by": request.requested_by},
+        )
+        return OperationAccepted(Operation.RETRY, self._status)
+
+    @retry.validator
+    def _validate_retry(self, request: OperationRequest) -> None:
+        self._refuse_unless(Operation.RETRY)
+
+    def _refuse_unless(self, operation: Operation) -> None:
+        """Refused here, an operation leaves no trace in the workflow's history."""
+        reason = refusal(operation, self._status)
+        if reason is not None:
+            raise ApplicationError(reason, type=OPERATION_REFUSED, non_retryable=True)
+
     # --- the callback's signals ---------------------------------------------------------------
 
     @workflow.signal
     def pipeline_started(self, event: PipelineStarted) -> None:
-        self._started = self._started or event
+        self._started.setdefault(event.run, event)
 
     @workflow.signal
     def pipeline_finished(self, event: PipelineFinished) -> None:
-        self._finished = self._finished or event
+        self._finished.setdefault(event.run, event)
 
-    # --- steps --------------------------------------------------------------------------------
+    # --- launch and provisioning --------------------------------------------------------------
+
+    async def _launch(self) -> None:
+        request = self._request
+        try:
+            deployment = await self._validate(request)
+            await self._record_deployment(request, deployment)
+        except ApplicationError as rejection:
+            # The API recorded the deployment: it must end, with the reason, not stay pending.
+            await self._reject(request.deployment_id, rejection)
+            raise
+        self._deployment = deployment
+        if self._status == S.PENDING:  # not cancelled meanwhile
+            self._set_status(S.PROVISIONING)
+            await workflow.execute_activity_method(
+                DeploymentSteps.record_disks_allocated,
+                DisksAllocatedInput(request.deployment_id, deployment.disks),
+                **DB_STEP,
+            )
 
     async def _validate(self, request: DeployRequest) -> ValidatedDeployment:
         """The template may have changed since the API checked: this answer is the authority."""
@@ -133,64 +236,203 @@ class DeployWorkflow:
         await workflow.execute_activity_method(DeploymentSteps.reject_deployment, data, **DB_STEP)
         self._set_status(S.FAILED)
 
-    async def _provision(
-        self, request: DeployRequest, deployment: ValidatedDeployment
-    ) -> DeployResult:
-        deployment_id = request.deployment_id
-        await workflow.execute_activity_method(
-            DeploymentSteps.record_disks_allocated,
-            DisksAllocatedInput(deployment_id, deployment.disks),
-            **DB_STEP,
+    async def _provision(self) -> None:
+        """One deploy attempt: start its run, wait for its outcome, settle. Returns early when a
+        cancel arrives (the cancel stops the run)."""
+        deployment = self._validated()
+        try:
+            run = await self._start_run(RunAction.DEPLOY, S.QUEUED)
+        except ActivityError as error:
+            reason = f"Deployment failed: {error.cause or error}"
+            await self._fail(_key("result", self._runs), reason)
+            return
+        if self._status == S.CANCELLING:
+            return
+        timeout = timedelta(
+            seconds=deployment.callback_timeout_s or self._request.default_callback_timeout_s
         )
-        self._set_status(S.PROVISIONING)
+        outcome = await self._await_outcome(run, self._runs, timeout, deploying=True)
+        if outcome is None:
+            return  # cancelled while it ran
+        status, message, details = outcome
+        key = _key("result", self._runs)
+        if status == S.SUCCEEDED:
+            await self._step(key, status, message, details, DiskState.ALLOCATED)
+        else:
+            await self._fail(key, message, details, status=status)
 
+    # --- cancel, destroy, retention -----------------------------------------------------------
+
+    async def _cancel(self) -> None:
+        """Stop the run where it runs, wait until it ended, tear down what it built."""
+        await workflow.wait_condition(workflow.all_handlers_finished)  # `cancelling` recorded
+        if self._run is not None and not await self._stop_run(self._run):
+            reason = "Cancel failed: the pipeline run could not be stopped"
+            await self._fail(_key("cancel-failed", self._runs), reason)
+            return
+        if self._runs > 0:
+            ok, reason = await self._teardown()
+            if not ok:
+                failed = f"Cancel failed: teardown failed: {reason}"
+                await self._fail(_key("cancel-failed", self._runs), failed)
+                return
+        await self._end(S.CANCELLED, "Deployment cancelled; nothing of it is left")
+
+    async def _destroy(self) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)  # `destroying` recorded
+        ok, reason = await self._teardown()
+        if not ok:
+            await self._fail(_key("destroy-failed", self._runs), f"Destroy failed: {reason}")
+            return
+        await self._end(S.DESTROYED, f"Deployment {self._destroy_reason}; nothing of it is left")
+
+    async def _begin_destroy(self, reason: str, by: str) -> None:
+        self._destroy_reason = reason
+        self._retained_until = None
+        await self._step(
+            _key("destroy-requested", self._runs + 1),
+            S.DESTROYING,
+            f"Destroy requested ({reason})",
+            {"by": by, "reason": reason},
+        )
+
+    async def _settled(self) -> None:
+        """Wait for an operation, or for the end of a failed deployment's retention."""
+        if self._history_is_long():
+            await self._continue_as_new()
+        settled = self._status
+        timeout = None
+        if self._retained_until is not None:
+            timeout = max(self._retained_until - workflow.now(), timedelta(0))
+        try:
+            await workflow.wait_condition(
+                lambda: self._status != settled or self._history_is_long(), timeout=timeout
+            )
+        except TimeoutError:
+            await self._begin_destroy("retention ended", "provisio")
+        # An operation's handler records its first step before the work starts.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > self._request.max_history_events
+        )
+
+    async def _continue_as_new(self) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        state = DeploymentState(
+            deployment=self._validated(),
+            status=self._status,
+            attempt=self._attempt,
+            runs=self._runs,
+            retained_until=self._retained_until,
+        )
+        workflow.continue_as_new(dataclasses.replace(self._request, resume=state))
+
+    async def _teardown(self) -> tuple[bool, str]:
+        """Run the teardown playbook (destroy.yml) to its end: (ok, reason if not)."""
+        try:
+            run = await self._start_run(RunAction.DESTROY, self._status)
+        except ActivityError as error:
+            return False, f"could not start the teardown: {error.cause or error}"
+        timeout = timedelta(
+            seconds=self._validated().callback_timeout_s or self._request.default_callback_timeout_s
+        )
+        outcome = await self._await_outcome(run, self._runs, timeout, deploying=False)
+        assert outcome is not None  # only a deploy run is interrupted
+        status, message, details = outcome
+        return status == S.SUCCEEDED, str(details.get("reason") or message)
+
+    async def _stop_run(self, run: RunRef) -> bool:
+        """Stop a run and wait until the runner reports it ended. False if it never does."""
+        try:
+            await workflow.execute_activity_method(PipelineSteps.cancel_pipeline, run, **STOP_RUN)
+        except ActivityError:
+            workflow.logger.warning("could not stop pipeline run %s", run.job_id)
+        deadline = workflow.now() + STOP_CONFIRM_TIMEOUT
+        while workflow.now() < deadline:
+            status = await self._check_run(run)
+            if status is not None and (status.state.is_final or status.state == RunState.UNKNOWN):
+                return True
+            await workflow.sleep(timedelta(seconds=2))
+        return False
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    async def _start_run(self, action: RunAction, status: S) -> RunRef:
+        """Start the deployment's next run and record it (`triggered`, moving to `status`)."""
+        self._runs += 1
+        run_number = self._runs
         start = StartPipelineInput(
-            deployment_id, workflow.info().workflow_id, request.deployment_name, deployment
+            self._request.deployment_id,
+            workflow.info().workflow_id,
+            self._request.deployment_name,
+            self._validated(),
+            action=action,
+            run=run_number,
         )
         run = await workflow.execute_activity_method(PipelineSteps.start_pipeline, start, **TRIGGER)
+        self._run = run
+        what = "Pipeline" if action == RunAction.DEPLOY else "Teardown"
+        step = self._make_step(
+            _key("triggered", run_number),
+            status,
+            f"{what} triggered ({run.job_id})",
+            {"job_id": run.job_id, "url": run.url, "action": action.value, "run": run_number},
+        )
         await workflow.execute_activity_method(
-            DeploymentSteps.record_pipeline_triggered, RecordRunInput(deployment_id, run), **DB_STEP
+            DeploymentSteps.record_pipeline_triggered,
+            RecordRunInput(self._request.deployment_id, run, step),
+            **DB_STEP,
         )
-        self._set_status(S.QUEUED)
-
-        timeout = timedelta(
-            seconds=deployment.callback_timeout_s or request.default_callback_timeout_s
-        )
-        outcome = await self._await_outcome(request, run, timeout)
-        await self._finish(deployment_id, outcome)
-        status, message, _ = outcome
-        return DeployResult(deployment_id, status, None if status == S.SUCCEEDED else message)
+        return run
 
     async def _await_outcome(
-        self, request: DeployRequest, run: RunRef, timeout: timedelta
-    ) -> Outcome:
-        """Wait for the final callback, watching the runner; bounded by `timeout`."""
-        deployment_id = request.deployment_id
+        self, run: RunRef, run_number: int, timeout: timedelta, *, deploying: bool
+    ) -> Outcome | None:
+        """Wait for the run's final callback, watching the runner; bounded by `timeout`.
+        None when a cancel arrives while a deploy run waits."""
         deadline = workflow.now() + timeout
-        poll = max(timedelta(seconds=request.poll_interval_s), timeout / MAX_STATUS_CHECKS)
+        poll = max(timedelta(seconds=self._request.poll_interval_s), timeout / MAX_STATUS_CHECKS)
         runner_ended_at = None
+        running_recorded = False
+        self._check_timer = None
         while True:
-            if self._started is not None and not self._running_recorded:
-                step = RecordStepInput(
-                    deployment_id, "running", S.RUNNING, "Playbook started", self._started.details
+            if deploying and self._status == S.CANCELLING:
+                return None
+            started = self._started.get(run_number)
+            if deploying and started is not None and not running_recorded:
+                running_recorded = True
+                await self._step(
+                    _key("running", run_number), S.RUNNING, "Playbook started", started.details
                 )
-                await workflow.execute_activity_method(DeploymentSteps.record_step, step, **DB_STEP)
-                self._set_status(S.RUNNING)
-                self._running_recorded = True
-            if self._finished is not None:
-                return _outcome_of(self._finished)
+                continue
+            finished = self._finished.get(run_number)
+            if finished is not None:
+                return _outcome_of(finished)
             remaining = deadline - workflow.now()
             if remaining <= timedelta(0):
-                await self._cancel_run(run)
+                await self._stop_run(run)
                 return S.TIMED_OUT, f"No result within {int(timeout.total_seconds())}s", {}
-            if not await self._wait_for_signal_or_check(min(poll, remaining)):
+
+            def woken(recorded: bool = running_recorded) -> bool:
+                return (
+                    run_number in self._finished
+                    or (deploying and self._status == S.CANCELLING)
+                    or (deploying and not recorded and run_number in self._started)
+                )
+
+            if not await self._wait_or_check(min(poll, remaining), woken):
                 continue
             status = await self._check_run(run)
             if status is not None and status.ref is not None:
                 run = status.ref
+                self._run = run
                 await workflow.execute_activity_method(
                     DeploymentSteps.record_pipeline_run,
-                    RecordRunInput(deployment_id, run),
+                    RecordRunInput(self._request.deployment_id, run),
                     **DB_STEP,
                 )
             if status is None or not status.state.is_final:
@@ -201,34 +443,22 @@ class DeployWorkflow:
             if workflow.now() - runner_ended_at < min(CALLBACK_GRACE, 2 * poll):
                 continue
             if status.state == RunState.SUCCEEDED:
-                return _outcome_of(PipelineFinished(True, status.stats or {}))
+                return _outcome_of(PipelineFinished(True, status.stats or {}, run=run_number))
             reason = status.reason or f"pipeline run {status.state}"
             message = f"Pipeline {status.state} before reporting: {reason}"
             return S.FAILED, message, {"job_id": run.job_id, "reason": reason}
 
-    def _signal_to_handle(self) -> bool:
-        return self._finished is not None or (
-            self._started is not None and not self._running_recorded
-        )
-
-    async def _wait_for_signal_or_check(self, delay: timedelta) -> bool:
-        """Wait for a signal to handle or for the next status check; True when the check is due.
-
-        One timer serves each check across signals, so signals do not add timers to history."""
+    async def _wait_or_check(self, delay: timedelta, woken: Any) -> bool:
+        """Wait for something to handle or for the next status check; True when the check is
+        due. One timer serves each check across signals, so signals add no timers to history."""
         if self._check_timer is None:
             self._check_timer = asyncio.ensure_future(workflow.sleep(delay))
         timer = self._check_timer
-        await workflow.wait_condition(lambda: self._signal_to_handle() or timer.done())
+        await workflow.wait_condition(lambda: woken() or timer.done())
         if not timer.done():
             return False
         self._check_timer = None
         return True
-
-    async def _finish(self, deployment_id: int, outcome: Outcome) -> None:
-        status, message, details = outcome
-        step = RecordStepInput(deployment_id, "result", status, message, details)
-        await workflow.execute_activity_method(DeploymentSteps.record_step, step, **DB_STEP)
-        self._set_status(status)
 
     async def _check_run(self, run: RunRef) -> RunStatus | None:
         try:
@@ -238,17 +468,72 @@ class DeployWorkflow:
         except ActivityError:
             return None  # the runner is unreachable: keep waiting; the timeout still holds
 
-    async def _cancel_run(self, run: RunRef) -> None:
-        try:
-            await workflow.execute_activity_method(
-                PipelineSteps.cancel_pipeline, run, **STATUS_CHECK
-            )
-        except ActivityError:
-            workflow.logger.warning("could not cancel pipeline run %s", run.job_id)
+    # --- steps --------------------------------------------------------------------------------
+
+    async def _fail(
+        self,
+        key: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        status: S = S.FAILED,
+    ) -> None:
+        """Settle as failed (or timed out), keeping what was built for the retention period."""
+        template_retention = self._validated().failure_retention_s
+        seconds = (
+            self._request.default_failure_retention_s
+            if template_retention is None
+            else template_retention
+        )
+        self._retained_until = workflow.now() + timedelta(seconds=seconds)
+        details = {**(details or {}), "retained_until": self._retained_until.isoformat()}
+        await self._step(key, status, message, details)
+
+    async def _end(self, status: S, message: str) -> None:
+        """Cancelled or destroyed: nothing is left, every disk released."""
+        self._retained_until = None
+        await self._step("end", status, message, {}, DiskState.RELEASED)
+
+    def _make_step(
+        self,
+        key: str,
+        status: S,
+        message: str,
+        details: dict[str, Any],
+        disk_state: DiskState | None = None,
+    ) -> RecordStepInput:
+        """Move to `status` in memory (if that move is allowed) and describe the step."""
+        if self._status in ENTERED_FROM[status]:
+            self._set_status(status)
+        return RecordStepInput(
+            self._request.deployment_id,
+            key,
+            status,
+            message,
+            details,
+            attempt=self._attempt,
+            retained_until=self._retained_until,
+            disk_state=disk_state,
+        )
+
+    async def _step(
+        self,
+        key: str,
+        status: S,
+        message: str,
+        details: dict[str, Any],
+        disk_state: DiskState | None = None,
+    ) -> None:
+        step = self._make_step(key, status, message, details, disk_state)
+        await workflow.execute_activity_method(DeploymentSteps.record_step, step, **DB_STEP)
 
     def _set_status(self, status: S) -> None:
         self._status = status
         workflow.upsert_search_attributes([sa.DEPLOYMENT_STATUS.value_set(status.value)])
+
+    def _validated(self) -> ValidatedDeployment:
+        assert self._deployment is not None, "validated before anything runs"
+        return self._deployment
 
 
 def _outcome_of(finished: PipelineFinished) -> Outcome:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from temporalio.service import RPCError
 
 from api.callback_ingest import authenticate, failure_reason, parse_events, store_events
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import TemporalUnavailable
-from api.schemas import DeploymentId, error_responses
+from api.schemas import INT_MAX, DeploymentId, error_responses
 from vocabulary.callback_events import stats_ok
 from vocabulary.contracts import PipelineFinished, PipelineStarted
 from workflows.deploy import DeployWorkflow
@@ -29,17 +29,19 @@ async def receive_callback(
     temporal: TemporalDep,
     timestamp: Annotated[str | None, Header(alias="X-Provisio-Timestamp")] = None,
     signature: Annotated[str | None, Header(alias="X-Provisio-Signature")] = None,
+    run: Annotated[int, Query(ge=1, le=INT_MAX)] = 1,
 ) -> dict[str, Any]:
-    """Signed events from the callback plugin: one event or `{"events": [...]}`."""
+    """Signed events from the callback plugin: one event or `{"events": [...]}`, for the
+    deployment's pipeline run `run` (its callback URL names it; its token signs only it)."""
     body = await request.body()
     target, verified = await authenticate(
-        session, settings.secret_key, deployment_id, timestamp, signature, body
+        session, settings.secret_key, deployment_id, run, timestamp, signature, body
     )
     events = parse_events(body)
-    stored, milestones = await store_events(session, target, verified, events)
+    stored, milestones = await store_events(session, target, run, verified, events)
     reason = None
     if milestones.stats is not None and not stats_ok(milestones.stats):
-        reason = await failure_reason(session, target.id) or "the playbook reported failures"
+        reason = await failure_reason(session, target.id, run) or "the playbook reported failures"
     # Commit before signalling: the workflow must never record a result whose events are lost.
     await session.commit()
 
@@ -47,10 +49,12 @@ async def receive_callback(
     try:
         if milestones.started is not None:
             await handle.signal(
-                DeployWorkflow.pipeline_started, PipelineStarted(milestones.started)
+                DeployWorkflow.pipeline_started, PipelineStarted(milestones.started, run=run)
             )
         if milestones.stats is not None:
-            finished = PipelineFinished(ok=reason is None, stats=milestones.stats, reason=reason)
+            finished = PipelineFinished(
+                ok=reason is None, stats=milestones.stats, reason=reason, run=run
+            )
             await handle.signal(DeployWorkflow.pipeline_finished, finished)
     except RPCError as exc:
         # The plugin retries; the events are already stored once, the signals are idempotent.

@@ -8,6 +8,7 @@ from api.cursors import decode_cursor, encode_cursor
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import NotFound
 from api.launch import launch_deployment
+from api.operations import operate
 from api.schemas import (
     INT_MAX,
     DeploymentCreate,
@@ -20,6 +21,7 @@ from api.schemas import (
 from db.deployment_reads import deployment_detail, deployment_history, list_deployments
 from db.models import User
 from settings import Settings
+from vocabulary.operations import Operation, allowed_operations
 from vocabulary.statuses import DeploymentStatus
 from vocabulary.users import Role
 
@@ -42,6 +44,7 @@ def _with_link(row: dict[str, Any], settings: Settings) -> DeploymentDetail:
     row["temporal_url"] = (
         f"{ui}/namespaces/{settings.temporal_namespace}/workflows/{row['workflow_id']}"
     )
+    row["allowed_operations"] = allowed_operations(DeploymentStatus(row["status"]))
     return DeploymentDetail.model_validate(row)
 
 
@@ -88,6 +91,68 @@ async def get_deployment(
     deployment_id: DeploymentId, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> DeploymentDetail:
     return await _detail(session, settings, user, deployment_id)  # type: ignore[no-any-return]
+
+
+async def _operate(
+    operation: Operation,
+    deployment_id: int,
+    user: User,
+    session: Any,
+    temporal: Any,
+    settings: Settings,
+    idempotency_key: str | None,
+) -> DeploymentDetail:
+    row = await operate(session, temporal, user, deployment_id, operation, idempotency_key)
+    return _with_link(row, settings)
+
+
+OPERATORS = [require_roles(Role.ADMIN, Role.OPERATOR)]
+
+
+@router.post("/api/deployments/{deployment_id}/cancel", status_code=202, dependencies=OPERATORS)
+async def cancel_deployment(
+    deployment_id: DeploymentId,
+    user: CurrentUser,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> DeploymentDetail:
+    """Stop a deployment still being provisioned and tear down what it built: `cancelling`,
+    then `cancelled`."""
+    return await _operate(
+        Operation.CANCEL, deployment_id, user, session, temporal, settings, idempotency_key
+    )
+
+
+@router.post("/api/deployments/{deployment_id}/destroy", status_code=202, dependencies=OPERATORS)
+async def destroy_deployment(
+    deployment_id: DeploymentId,
+    user: CurrentUser,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> DeploymentDetail:
+    """Tear down a settled deployment: `destroying`, then `destroyed`."""
+    return await _operate(
+        Operation.DESTROY, deployment_id, user, session, temporal, settings, idempotency_key
+    )
+
+
+@router.post("/api/deployments/{deployment_id}/retry", status_code=202, dependencies=OPERATORS)
+async def retry_deployment(
+    deployment_id: DeploymentId,
+    user: CurrentUser,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> DeploymentDetail:
+    """Run the pipeline again for a failed or timed-out deployment (attempt + 1)."""
+    return await _operate(
+        Operation.RETRY, deployment_id, user, session, temporal, settings, idempotency_key
+    )
 
 
 @router.get("/api/deployments/{deployment_id}/history")

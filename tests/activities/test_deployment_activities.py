@@ -178,7 +178,7 @@ async def test_status_never_moves_backwards_nor_leaves_a_final_status(
 
     async def status_after(step: str, status: S) -> str | None:
         async with sessionmaker.begin() as session:
-            assert await record_step(session, deployment_id, step, status, step)
+            assert await record_step(session, RecordStepInput(deployment_id, step, status, step))
             return await session.scalar(
                 select(Deployment.status).where(Deployment.id == deployment_id)
             )

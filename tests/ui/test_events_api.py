@@ -23,6 +23,7 @@ from tests.ui.support import (
     send_events,
     wait_status,
 )
+from vocabulary.contracts import RecordStepInput
 from vocabulary.statuses import DeploymentStatus as S
 
 RUN_START = [
@@ -141,9 +142,12 @@ async def test_a_row_is_held_back_until_a_lower_id_still_committing_is_visible(
             pass  # caught up
 
         async with sessionmaker() as slow:
-            await record_step(slow, queued["id"], "test:slow", S.QUEUED, "slow writer")
+            slow_step = RecordStepInput(queued["id"], "test:slow", S.QUEUED, "slow")
+            await record_step(slow, slow_step)
             async with sessionmaker.begin() as fast:
-                await record_step(fast, queued["id"], "test:fast", S.QUEUED, "fast writer")
+                await record_step(
+                    fast, RecordStepInput(queued["id"], "test:fast", S.QUEUED, "fast")
+                )
             # The higher id is committed, the lower one not yet: nothing may come out.
             with pytest.raises(TimeoutError):
                 item = await stream.next(timeout_s=2.5)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from sqlalchemy import Table
+
 from api.schemas import DiskPublic
 from db.models import Deployment, DiskAllocation, TemplateDiskAllocation
 from vocabulary.disks import DISK_FIELDS
@@ -39,10 +41,11 @@ def test_the_database_and_the_api_know_the_same_disk_fields() -> None:
 
 
 def test_the_status_constraint_is_the_vocabulary() -> None:
-    (check,) = [c for c in Deployment.__table__.constraints if c.name == "deployments_status_valid"]
-    assert sorted(str(check.sqltext).split("IN (")[1].rstrip(")").replace("'", "").split(", ")) == (
-        sorted(s.value for s in DeploymentStatus)
-    )
+    table = Deployment.__table__
+    assert isinstance(table, Table)
+    (check,) = [c for c in table.constraints if c.name == "deployments_status_valid"]
+    listed = str(getattr(check, "sqltext", "")).split("IN (")[1].rstrip(")")
+    assert sorted(listed.replace("'", "").split(", ")) == sorted(s.value for s in DeploymentStatus)
 
 
 def test_no_status_is_retyped_outside_the_vocabulary() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -40,10 +41,13 @@ async def history(api: httpx.AsyncClient, account: Any, deployment_id: int) -> l
     return response.json()  # type: ignore[no-any-return]
 
 
-async def save_history(client: Client, workflow_id: str, name: str) -> None:
+async def save_history(
+    client: Client, workflow_id: str, name: str, run_id: str | None = None
+) -> None:
     """With PROVISIO_RECORD_HISTORIES=1, refresh the replay test's fixtures."""
     if os.environ.get("PROVISIO_RECORD_HISTORIES") == "1":
-        recorded = await client.get_workflow_handle(workflow_id).fetch_history()
+        handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+        recorded = await handle.fetch_history()
         (HISTORIES / f"{name}.json").write_text(recorded.to_json())
 
 
@@ -80,8 +84,8 @@ async def test_deployment_succeeds_with_one_history_row_per_step(
     stats = {"web-1": {"ok": 7, "changed": 3, "failures": 0, "unreachable": 0}}
     await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, stats))
     done = await wait_status(api, operator, deployment_id, "succeeded")
-    result = await handle.result()
-    assert result.status == "succeeded"
+    # The workflow lives on with the deployment, waiting for operations.
+    assert await handle.query(DeployWorkflow.status) == "succeeded"
 
     rows = await history(api, operator, deployment_id)
     assert [(r["status"], r["message"]) for r in rows] == [
@@ -112,7 +116,7 @@ async def test_deployment_succeeds_with_one_history_row_per_step(
     # One pipeline run, with the deployment's data and a per-deployment callback URL and token.
     assert len(runner.triggers) == 1
     request = runner.triggers[0]
-    assert request.callback_url.endswith(f"/api/deployments/{deployment_id}/callback")
+    assert request.callback_url.endswith(f"/api/deployments/{deployment_id}/callback?run=1")
     assert request.variables["provisio_deployment"]["name"] == "pg-one"
     assert len(request.callback_token) == 64
 
@@ -208,10 +212,18 @@ async def test_late_signals_never_move_a_final_status(
     await wait_status(api, operator, created["id"], "queued")
     handle = client.get_workflow_handle_for(DeployWorkflow.run, created["workflow_id"])
     await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}))
-    await handle.result()
-    rows = await history(api, operator, created["id"])
-    assert [r["status"] for r in rows][-1] == "succeeded"
-    assert "running" not in [r["status"] for r in rows]
+    await wait_status(api, operator, created["id"], "succeeded")
+    settled = await history(api, operator, created["id"])
+    # After the result: a start and a contrary result of the same run, as a confused or
+    # replaying sender would send them.
+    await handle.signal(DeployWorkflow.pipeline_started, PipelineStarted({}))
+    await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(False, {}, "late"))
+    await handle.query(DeployWorkflow.status)  # the signals are in the workflow's history
+    await asyncio.sleep(0.5)
+    assert await history(api, operator, created["id"]) == settled
+    assert [r["status"] for r in settled][-1] == "succeeded"
+    assert "running" not in [r["status"] for r in settled]
+    assert await handle.query(DeployWorkflow.status) == "succeeded"
 
 
 async def test_a_refused_deployment_whose_row_was_lost_writes_nothing(
