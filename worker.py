@@ -28,9 +28,10 @@ def build_worker(
     runner: PipelineRunner,
     executor: ThreadPoolExecutor,
     deployments: DeploymentActivities | None = None,
+    pipelines: PipelineActivities | None = None,
 ) -> Worker:
     deployments = deployments or DeploymentActivities(sessionmaker)
-    pipelines = PipelineActivities(runner, settings)
+    pipelines = pipelines or PipelineActivities(runner, settings)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,

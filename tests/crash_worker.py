@@ -1,7 +1,11 @@
-"""A real worker process whose disks step hangs right after it commits, so that a test can
-SIGKILL it after the side effect and before Temporal hears of the completion.
+"""A real worker process that hangs right after a side effect, so that a test can SIGKILL it
+after the side effect and before Temporal hears of the completion.
 
-Run as `python -m tests.crash_worker MARKER_FILE`; settings come from PROVISIO_* variables.
+    python -m tests.crash_worker disks MARKER      the disks step hangs after its commit
+    python -m tests.crash_worker teardown MARKER   the local runner's teardown run is started,
+                                                   then the trigger step hangs
+
+Settings come from PROVISIO_* variables.
 """
 
 from __future__ import annotations
@@ -16,41 +20,66 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.deployment_activities import DeploymentActivities
-from db.session import create_engine, create_sessionmaker
+from activities.pipeline_activities import PipelineActivities
+from db.session import SessionMaker, create_engine, create_sessionmaker
+from pipeline.local_runner import LocalRunner
 from pipeline.manual_runner import ManualRunner
-from settings import get_settings
-from vocabulary.contracts import DisksAllocatedInput
+from pipeline.runner import PipelineRunner
+from settings import Settings, get_settings
+from vocabulary.contracts import DisksAllocatedInput, StartPipelineInput
+from vocabulary.runs import RunAction, RunRef
 
 
-class HangAfterCommit(DeploymentActivities):
-    def __init__(self, sessionmaker: object, marker: Path) -> None:
-        super().__init__(sessionmaker)  # type: ignore[arg-type]
+def hang(marker: Path, text: str) -> None:
+    marker.write_text(text)
+    time.sleep(3600)  # blocks the whole process: it can only die now
+
+
+class HangAfterDisks(DeploymentActivities):
+    def __init__(self, sessionmaker: SessionMaker, marker: Path) -> None:
+        super().__init__(sessionmaker)
         self._marker = marker
 
     @activity.defn
     async def record_disks_allocated(self, data: DisksAllocatedInput) -> None:
         await super().record_disks_allocated(data)
-        self._marker.write_text(str(data.deployment_id))
-        time.sleep(3600)  # blocks the whole process: it can only die now
+        hang(self._marker, str(data.deployment_id))
 
 
-async def main(marker: Path) -> None:
+class HangAfterTeardownStarts(PipelineActivities):
+    def __init__(self, runner: PipelineRunner, settings: Settings, marker: Path) -> None:
+        super().__init__(runner, settings)
+        self._marker = marker
+
+    @activity.defn
+    def start_pipeline(self, data: StartPipelineInput) -> RunRef:
+        ref = super().start_pipeline(data)
+        if data.action == RunAction.DESTROY:
+            hang(self._marker, ref.job_id)
+        return ref
+
+
+async def main(mode: str, marker: Path) -> None:
     from worker import build_worker
 
     settings = get_settings()
     client = await Client.connect(settings.temporal_address)
     sessionmaker = create_sessionmaker(create_engine(settings.database_url))
+    runner: PipelineRunner = ManualRunner() if mode == "disks" else LocalRunner(settings)
+    deployments = HangAfterDisks(sessionmaker, marker) if mode == "disks" else None
+    pipelines = HangAfterTeardownStarts(runner, settings, marker) if mode == "teardown" else None
     with ThreadPoolExecutor(max_workers=2) as executor:
         worker = build_worker(
             client,
             settings,
             sessionmaker,
-            ManualRunner(),
+            runner,
             executor,
-            deployments=HangAfterCommit(sessionmaker, marker),
+            deployments=deployments,
+            pipelines=pipelines,
         )
         await worker.run()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1])))
+    asyncio.run(main(sys.argv[1], Path(sys.argv[2])))

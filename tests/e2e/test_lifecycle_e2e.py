@@ -6,7 +6,11 @@ no directory and no mount in the sandbox, and no process of any of its runs."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -223,3 +227,65 @@ async def test_a_failed_deployment_keeps_its_disks_until_destroyed(
                 assert answer.status_code == 202, answer.text
                 destroyed = await status_of(http, operator, created["id"], "destroyed")
         assert_nothing_left(local_settings, runner, destroyed)
+
+
+async def test_a_worker_killed_during_teardown_is_replaced_and_the_teardown_runs_once(
+    live_api: str,
+    client: Client,
+    local_settings: Settings,
+    make_user: Any,
+    sessionmaker: SessionMaker,
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "teardown-started"
+    env = {
+        **os.environ,
+        "PROVISIO_DATABASE_URL": local_settings.database_url,
+        "PROVISIO_TEMPORAL_ADDRESS": local_settings.temporal_address,
+        "PROVISIO_TEMPORAL_TASK_QUEUE": local_settings.temporal_task_queue,
+        "PROVISIO_SECRET_KEY": local_settings.secret_key,
+        "PROVISIO_PUBLIC_URL": local_settings.public_url,
+        "PROVISIO_RUNNER_DIR": str(local_settings.runner_dir),
+        "PROVISIO_SANDBOX_ROOT": str(local_settings.sandbox_root),
+        "PROVISIO_DIRECTORY_MOUNT": "true",
+        "PROVISIO_PIPELINE_POLL_INTERVAL_S": "1",
+    }
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "tests.crash_worker", "teardown", str(marker)], env=env, cwd=REPO
+    )
+    operator = await make_user("operator")
+    template_id = await _small_template(sessionmaker, ["/data/pgdata"])
+    async with httpx.AsyncClient(base_url=live_api) as http:
+        try:
+            created = await launch(http, operator, template_id, "pg-killed")
+            done = await status_of(http, operator, created["id"], "succeeded", "failed")
+            assert done["status"] == "succeeded"
+            answer = await http.post(
+                f"/api/deployments/{created['id']}/destroy", headers=operator.headers
+            )
+            assert answer.status_code == 202, answer.text
+
+            async def teardown_started() -> bool:
+                return marker.exists()
+
+            await wait_for(teardown_started, timeout_s=120, interval_s=0.2)
+        finally:
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait()
+
+        # A new worker on the same host: the trigger is retried, finds the run, starts nothing.
+        runner = LocalRunner(local_settings)
+        async with running(client, local_settings, sessionmaker, runner):
+            destroyed = await status_of(http, operator, created["id"], "destroyed", "failed")
+            history = (
+                await http.get(
+                    f"/api/deployments/{created['id']}/history", headers=operator.headers
+                )
+            ).json()
+    assert destroyed["status"] == "destroyed", [r["message"] for r in history]
+    assert_nothing_left(local_settings, runner, destroyed)
+    messages = [r["message"] for r in history]
+    assert sum(m.startswith("Teardown triggered") for m in messages) == 1
+    assert sum(m == "Playbook finished" for m in messages) == 2  # one deploy, one teardown
+    runs = local_settings.runner_dir / str(created["id"])
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["1", "2"]

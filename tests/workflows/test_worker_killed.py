@@ -43,7 +43,9 @@ async def test_killed_worker_loses_nothing_and_duplicates_nothing(
         "PROVISIO_SECRET_KEY": settings.secret_key,
     }
     doomed = subprocess.Popen(
-        [sys.executable, "-m", "tests.crash_worker", str(marker)], env=env, cwd=PROJECT_ROOT
+        [sys.executable, "-m", "tests.crash_worker", "disks", str(marker)],
+        env=env,
+        cwd=PROJECT_ROOT,
     )
     try:
         operator = await make_user("operator")
