@@ -1,8 +1,8 @@
 """A pipeline run as every layer names it: its reference, its state and its status.
 
 The runners report these, the activities return them to the workflow unchanged, and
-`deployments.jenkins_job_id` stores a run's `job_id` (`local-N` for the local runner, a Jenkins
-queue item `queue-N` or build `build-N`).
+`deployments.jenkins_job_id` stores the latest run's `job_id` (`local-<id>-<run>` for the local
+runner, a Jenkins queue item `queue:<n>` or build `build:<n>`).
 """
 
 # No `from __future__ import annotations`: the data converter resolves these dataclasses' hints
