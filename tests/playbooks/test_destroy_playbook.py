@@ -29,7 +29,6 @@ from tests.playbooks.support import (
 )
 from tests.playbooks.test_deploy_playbook import (
     CAN_LOOP_MOUNT,
-    HAVE_XFS,
     LOOP_MOUNT_SKIP,
     unmount_below,
 )
@@ -122,7 +121,7 @@ def two_disks() -> list[dict[str, Any]]:
             "/data/wal",
             volume_group="vg",
             logical_volume="wal",
-            filesystem_type="xfs" if HAVE_XFS else "ext4",
+            filesystem_type="xfs",
         ),
     ]
 
