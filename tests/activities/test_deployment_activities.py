@@ -84,7 +84,8 @@ async def test_every_step_twice_writes_once(
     await env.run(activities.record_disks_allocated, disks)
     await env.run(activities.record_disks_allocated, disks)
 
-    triggered = RecordRunInput(deployment_id, RunRef("job-1"))
+    step = RecordStepInput(deployment_id, "triggered", S.QUEUED, "Pipeline triggered (job-1)")
+    triggered = RecordRunInput(deployment_id, RunRef("job-1"), step)
     await env.run(activities.record_pipeline_triggered, triggered)
     await env.run(activities.record_pipeline_triggered, triggered)
 
