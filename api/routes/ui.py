@@ -18,7 +18,13 @@ from fastapi.staticfiles import StaticFiles
 
 from settings import PROJECT_ROOT
 from vocabulary import callback_events
-from vocabulary.statuses import HISTORY_STATUSES, DeploymentStatus, HistoryStatus
+from vocabulary.disks import DiskState
+from vocabulary.operations import STARTS_AS, Operation
+from vocabulary.statuses import (
+    HISTORY_STATUSES,
+    DeploymentStatus,
+    HistoryStatus,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -59,12 +65,23 @@ def _shell() -> Response:
 
 @cache
 def vocabulary_module() -> str:
-    """An ES module of the statuses and callback words, so the UI never retypes them."""
+    """An ES module of the statuses, operations, disk states and callback words, so the UI never
+    retypes them. Which operations a deployment allows now is not here: the API's detail says
+    (`allowed_operations`)."""
     words = {
         "STATUS": {status.name: status.value for status in DeploymentStatus},
         "HISTORY_STATUS": {status.name: status.value for status in HistoryStatus},
         "STATUSES": [status.value for status in DeploymentStatus],
         "FINAL_STATUSES": [status.value for status in DeploymentStatus if status.is_final],
+        "SETTLED_STATUSES": [status.value for status in DeploymentStatus if status.is_settled],
+        "TERMINAL_STATUSES": [status.value for status in DeploymentStatus if status.is_terminal],
+        "OPERATION": {operation.name: operation.value for operation in Operation},
+        "OPERATIONS": [operation.value for operation in Operation],
+        # The status an operation moves a deployment to when it starts (cancel → cancelling).
+        "OPERATION_STARTS_AS": {
+            operation.value: STARTS_AS[operation].value for operation in Operation
+        },
+        "DISK_STATE": {state.name: state.value for state in DiskState},
         "HISTORY_STATUSES": list(HISTORY_STATUSES),
         "EVENT": {name.upper(): name for name in callback_events.EVENT_NAMES},
         "RESULT_OUTCOMES": callback_events.RESULT_OUTCOMES,

@@ -10,7 +10,15 @@ import httpx
 
 from api.routes.ui import PAGES, WEB_DIR, vocabulary_module
 from vocabulary import callback_events
-from vocabulary.statuses import FINAL_STATUSES, HISTORY_STATUSES, DeploymentStatus
+from vocabulary.disks import DiskState
+from vocabulary.operations import STARTS_AS, Operation
+from vocabulary.statuses import (
+    FINAL_STATUSES,
+    HISTORY_STATUSES,
+    SETTLED_STATUSES,
+    TERMINAL_STATUSES,
+    DeploymentStatus,
+)
 
 
 async def test_pages_are_the_shell_with_a_strict_content_security_policy(
@@ -70,15 +78,24 @@ async def test_the_ui_gets_statuses_and_callback_words_from_the_vocabulary(
     assert words["RESULT_OUTCOMES"] == callback_events.RESULT_OUTCOMES
     assert words["FAILING_EVENTS"] == list(callback_events.FAILING_EVENTS)
     assert words["HOST_STATS_KEYS"] == list(callback_events.HOST_STATS_KEYS)
+    assert set(words["SETTLED_STATUSES"]) == set(SETTLED_STATUSES)
+    assert set(words["TERMINAL_STATUSES"]) == set(TERMINAL_STATUSES)
+    assert words["OPERATIONS"] == [operation.value for operation in Operation]
+    assert words["OPERATION"] == {"CANCEL": "cancel", "DESTROY": "destroy", "RETRY": "retry"}
+    assert words["OPERATION_STARTS_AS"] == {op.value: STARTS_AS[op].value for op in Operation}
+    assert words["DISK_STATE"] == {state.name: state.value for state in DiskState}
     again = await api.get("/ui/vocabulary.js", headers={"If-None-Match": module.headers["etag"]})
     assert again.status_code == 304
 
 
-def test_no_ui_module_retypes_a_status_or_an_event_name() -> None:
-    words = [*HISTORY_STATUSES, *callback_events.EVENT_NAMES]
+def test_no_ui_module_retypes_a_status_an_operation_or_an_event_name() -> None:
+    words = [*HISTORY_STATUSES, *callback_events.EVENT_NAMES, *(s.value for s in DiskState)]
+    operations = [operation.value for operation in Operation]
     for script in WEB_DIR.glob("*.js"):
         source = script.read_text()
-        for word in words:
+        # The pages deal with operations; dom.js and api.js speak the DOM and SSE, whose
+        # `cancel` event and `retry:` field are other words.
+        for word in words + (operations if script.name.startswith("page-") else []):
             for quote in "\"'`":
                 assert f"{quote}{word}{quote}" not in source, f"{script.name} retypes {word!r}"
     # Every name the UI imports from ./vocabulary.js is one the API writes.
