@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,12 +42,6 @@ RUN_END = [
         total_events=8,
     ),
 ]
-
-
-@pytest.fixture
-async def http(live_api: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=live_api, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture
@@ -102,7 +95,7 @@ async def test_stream_resumes_after_last_event_id_without_duplicates_or_gaps(
         if item.event == "history":
             row = item.json()
             assert row["id"] == int(item.id or 0)
-            assert set(row) == {"id", "status", "message", "details", "created_at"}
+            assert set(row) == {"id", "status", "message", "details", "attempt", "created_at"}
 
     # While nobody listens, the run ends.
     await send_events(http, settings, queued, RUN_END)
@@ -142,11 +135,11 @@ async def test_a_row_is_held_back_until_a_lower_id_still_committing_is_visible(
             pass  # caught up
 
         async with sessionmaker() as slow:
-            slow_step = RecordStepInput(queued["id"], "test:slow", S.QUEUED, "slow")
+            slow_step = RecordStepInput(queued["id"], "test:slow", S.QUEUED, "slow writer")
             await record_step(slow, slow_step)
             async with sessionmaker.begin() as fast:
                 await record_step(
-                    fast, RecordStepInput(queued["id"], "test:fast", S.QUEUED, "fast")
+                    fast, RecordStepInput(queued["id"], "test:fast", S.QUEUED, "fast writer")
                 )
             # The higher id is committed, the lower one not yet: nothing may come out.
             with pytest.raises(TimeoutError):
@@ -210,7 +203,14 @@ def _poll(xmin: int, xmax: int, status: str, rows: list[int], max_id: int | None
         updated_at=now,
         max_id=max_id if max_id is not None else max(rows, default=0),
         rows=[
-            {"id": i, "status": status, "message": f"row {i}", "details": {}, "created_at": now}
+            {
+                "id": i,
+                "status": status,
+                "message": f"row {i}",
+                "details": {},
+                "attempt": 1,
+                "created_at": now,
+            }
             for i in rows
         ],
     )
