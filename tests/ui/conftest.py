@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.ui.support import screenshot
@@ -81,3 +82,10 @@ async def new_page(
 @pytest.fixture
 async def page(new_page: Any) -> Any:
     return await new_page()
+
+
+@pytest.fixture
+async def http(live_api: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the served API (`live_api`), for what the test does beside the browser."""
+    async with httpx.AsyncClient(base_url=live_api, timeout=30) as client:
+        yield client

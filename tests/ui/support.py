@@ -27,13 +27,22 @@ async def screenshot(page: Any, name: str) -> None:
 
 
 async def send_events(
-    http: httpx.AsyncClient, settings: Settings, deployment: dict[str, Any], events: list[Any]
+    http: httpx.AsyncClient,
+    settings: Settings,
+    deployment: dict[str, Any],
+    events: list[Any],
+    *,
+    run: int = 1,
 ) -> dict[str, Any]:
-    """POST events to the callback endpoint, signed with the deployment's token."""
-    token = callback_token(settings.secret_key, deployment["id"], deployment["workflow_id"])
+    """POST events of pipeline run `run` to the callback endpoint, signed with that run's token
+    (a cancel's or a destroy's teardown is the deployment's next run)."""
+    token = callback_token(settings.secret_key, deployment["id"], deployment["workflow_id"], run)
     body, headers = signed(token, {"events": events})
     response = await http.post(
-        f"/api/deployments/{deployment['id']}/callback", content=body, headers=headers
+        f"/api/deployments/{deployment['id']}/callback",
+        params={"run": run},
+        content=body,
+        headers=headers,
     )
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]

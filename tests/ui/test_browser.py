@@ -7,7 +7,6 @@ callback plugin's events are sent, signed, to the callback endpoint.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,23 +37,7 @@ from vocabulary.statuses import DeploymentStatus as S
 pytest.importorskip("playwright", reason="install it with: .venv/bin/pip install playwright")
 from playwright.async_api import Page, expect  # noqa: E402
 
-
-@pytest.fixture
-async def http(live_api: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=live_api, timeout=30) as client:
-        yield client
-
-
-async def sign_in(page: Page, account: Any) -> None:
-    await page.goto("/login")
-    await page.get_by_label("Username").fill(account.username)
-    await page.get_by_label("Password").fill(account.password)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-
-
-def step(page: Page, label: str) -> Any:
-    return page.locator(f'li.step[data-step="{label}"]')
+from tests.ui.pages import sign_in, step  # noqa: E402
 
 
 async def count_deployments(sessionmaker: SessionMaker) -> int:
@@ -178,7 +161,8 @@ async def test_operator_creates_a_deployment_and_watches_it_succeed_live(
     await expect(result).to_have_class(re.compile(r"\bresult-succeeded\b"))
     await expect(result).to_contain_text("Deployment succeeded")
     await expect(progress.locator('tr[data-task="Mount"][data-host="web-1"]')).to_contain_text("ok")
-    await expect(page.locator(".live")).to_have_text("Final: no more updates")
+    # Succeeded is settled, not the end: it can still be destroyed, so the page keeps watching.
+    await expect(page.locator(".live")).to_have_text("Settled: watching for changes")
     await expect(page.locator(".failure")).to_be_hidden()
     assert await page.evaluate("window.__sameDocument") is True
     await screenshot(page, "07-deployment-succeeded")
