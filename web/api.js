@@ -116,13 +116,39 @@ function parseEventStream(onEvent) {
 
 // Follows `path` until the server says `end` (or 204), `signal` aborts, or access is refused.
 // Handlers: onEvent({type, id, data}), onState("live" | "reconnecting" | "ended"), onError(ApiError).
-export function followEvents(path, { after = 0, signal, onEvent, onState, onError }) {
+// After `end`, `recheckMs()` may return a delay: the stream is asked again after it (with the last
+// id: 204 while nothing is new), because a settled deployment can still be destroyed or retried;
+// null stops. Returns {wake()}, which cuts the current wait short (after the user started an
+// operation, say).
+export function followEvents(path, { after = 0, signal, onEvent, onState, onError, recheckMs = () => null }) {
   let lastEventId = null;
   let retryMs = 3000;
   let failures = 0;
+  let idle = false; // the stream ended: waiting to ask again
+  let wakeUp = () => {};
+
+  const sleep = (ms) => new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      wakeUp = () => {};
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    wakeUp = done;
+    signal.addEventListener("abort", done);
+  });
 
   const run = async () => {
     while (!signal.aborted) {
+      if (idle) {
+        const wait = recheckMs();
+        if (wait === null || wait === undefined) return;
+        await sleep(wait);
+        if (signal.aborted) return;
+        if (document.visibilityState !== "visible") continue;
+        if (lastEventId === null) lastEventId = String(after);
+      }
       const url = lastEventId === null ? `${path}?after=${after}` : path;
       const headers = authHeaders({ Accept: "text/event-stream" });
       if (lastEventId !== null) headers["Last-Event-ID"] = lastEventId;
@@ -130,9 +156,12 @@ export function followEvents(path, { after = 0, signal, onEvent, onState, onErro
       try {
         const response = await fetch(url, { headers, signal, cache: "no-store" });
         if (response.status === 204) {
-          onState("ended");
-          onEvent({ type: "end", id: null, data: "{}" });
-          return;
+          if (!idle) {
+            onState("ended");
+            onEvent({ type: "end", id: null, data: "{}" });
+          }
+          idle = true;
+          continue;
         }
         if (!response.ok) {
           const body = await parse(response).catch(() => null);
@@ -145,6 +174,7 @@ export function followEvents(path, { after = 0, signal, onEvent, onState, onErro
           throw error;
         }
         onState("live");
+        idle = false;
         failures = 0;
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         const feed = parseEventStream((event) => {
@@ -167,16 +197,15 @@ export function followEvents(path, { after = 0, signal, onEvent, onState, onErro
       }
       if (ended) {
         onState("ended");
-        return;
+        idle = true;
+        continue;
       }
+      if (idle) continue; // a failed re-check: ask again after the next wait
       // The server closed a long stream, or the network dropped it: resume after the last id.
       onState("reconnecting");
-      const wait = Math.min(retryMs * 2 ** Math.min(failures, 4), 30000);
-      await new Promise((resolve) => {
-        const timer = setTimeout(resolve, failures ? wait : 250);
-        signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
-      });
+      await sleep(failures ? Math.min(retryMs * 2 ** Math.min(failures, 4), 30000) : 250);
     }
   };
   run();
+  return { wake: () => wakeUp() };
 }

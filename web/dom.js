@@ -187,3 +187,68 @@ export class FormErrors {
 export function errorSummary() {
   return h("div", { class: "notice notice-error", role: "alert", tabindex: "-1", hidden: true });
 }
+
+// ---------------------------------------------------------------------------------------------
+// A modal confirmation in a native <dialog>: focus stays inside it, Escape closes it, and focus
+// returns to the button that opened it (or wherever `onConfirm` says, when that button is gone).
+// `expect`: a text the person must type to confirm (a deployment's name before a destroy).
+// `onConfirm()` runs while the dialog shows it is busy; it may return the element to focus after.
+
+export function confirmDialog({
+  title, message, confirmLabel, busyLabel, cancelLabel = "Go back", danger = false, expect = null,
+  signal, onConfirm,
+}) {
+  const titleId = nextId("dialog-title");
+  const messageId = nextId("dialog-message");
+  const opener = document.activeElement;
+  const confirm = h("button", { type: "submit", class: danger ? "danger" : null }, confirmLabel);
+  const back = h("button", { type: "button", class: "secondary" }, cancelLabel);
+  const typed = expect === null ? null : field({
+    id: nextId("dialog-confirm"),
+    label: ["Type ", h("strong", {}, expect), " to confirm"],
+    input: h("input", { autocomplete: "off", spellcheck: "false", autocapitalize: "none" }),
+  });
+  const form = h("form", { method: "dialog" },
+    h("h2", { id: titleId }, title),
+    h("p", { id: messageId }, message),
+    typed?.wrapper,
+    h("div", { class: "form-actions" }, confirm, back));
+  const dialog = h("dialog", { class: "confirm", "aria-labelledby": titleId, "aria-describedby": messageId }, form);
+
+  let busy = false;
+  let focusAfter = null;
+  back.addEventListener("click", () => dialog.close());
+  dialog.addEventListener("cancel", (event) => { if (busy) event.preventDefault(); });
+  dialog.addEventListener("close", () => {
+    dialog.remove();
+    const target = [focusAfter, opener].find((el) => el?.isConnected);
+    target?.focus();
+  });
+  signal?.addEventListener("abort", () => dialog.close(), { once: true });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (busy) return;
+    if (typed && typed.input.value.trim() !== expect) {
+      typed.error.hidden = false;
+      typed.error.textContent = `Type ${expect} exactly as shown.`;
+      typed.input.setAttribute("aria-invalid", "true");
+      typed.input.focus();
+      return;
+    }
+    busy = true;
+    confirm.disabled = true;
+    back.disabled = true;
+    confirm.textContent = busyLabel || confirmLabel;
+    try {
+      focusAfter = await onConfirm();
+    } finally {
+      busy = false;
+      dialog.close();
+    }
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  // The safe choice has focus, unless there is something to type first.
+  (typed ? typed.input : back).focus();
+  return dialog;
+}

@@ -1,27 +1,76 @@
-// One deployment: the seed's "fetch with details", a step timeline, per-task/per-host progress and
-// the failure reason, kept live by GET /api/deployments/{id}/events.
+// One deployment: the seed's "fetch with details", a step timeline (its current attempt, then a
+// cancel or destroy), per-task/per-host progress and the failure reason, and the operations the API
+// allows now, each behind a confirmation. Kept live by GET /api/deployments/{id}/events.
 
-import { api, followEvents } from "./api.js";
+import { api, ApiError, followEvents } from "./api.js";
 import {
-  announce, badge, cell, definitionList, externalLink, h, link, statusLabel, table, time,
-  setChildren
+  announce, badge, cell, confirmDialog, definitionList, externalLink, h, link, statusLabel, table,
+  time, setChildren
 } from "./dom.js";
-import { configurationTable, disksTable } from "./page-templates.js";
+import { canDeploy, configurationTable, disksTable } from "./page-templates.js";
 import {
-  EVENT, FAILING_EVENTS, FINAL_STATUSES, HISTORY_STATUS, HOST_STATS_KEYS, RESULT_OUTCOMES as OUTCOMES,
-  STATUS
+  EVENT, FAILING_EVENTS, FINAL_STATUSES, HISTORY_STATUS, HOST_STATS_KEYS, OPERATION,
+  OPERATION_STARTS_AS, RESULT_OUTCOMES as OUTCOMES, STATUS, TERMINAL_STATUSES
 } from "./vocabulary.js";
 
-const STEPS = [
-  { label: "Created", statuses: [HISTORY_STATUS.CREATED] },
-  { label: "Disks allocated", statuses: [STATUS.PROVISIONING] },
-  { label: "Pipeline triggered", statuses: [STATUS.QUEUED] },
-  { label: "Running", statuses: [STATUS.RUNNING] },
-  { label: "Result", statuses: FINAL_STATUSES },
-];
+// A settled deployment's stream has ended, but an operation may still start elsewhere (another
+// tab, the CLI, the end of a failed deployment's retention): the page asks again this often.
+const SETTLED_RECHECK_MS = 5000;
+
+// The statuses of a teardown in progress, and the ones a deployment can end its deploy with.
+const TEARDOWN_STATUSES = [STATUS.CANCELLING, STATUS.DESTROYING];
+const FAILED_STATUSES = [STATUS.FAILED, STATUS.TIMED_OUT, STATUS.REJECTED];
+
+// How each operation is worded. Which ones a deployment allows now is the API's answer
+// (`allowed_operations`): the page offers exactly those and decides nothing itself.
+const ACTIONS = {
+  [OPERATION.CANCEL]: {
+    button: "Cancel deployment",
+    verb: "Cancel",
+    message: () => "This stops its pipeline run and removes everything it has built so far. "
+      + "It cannot be undone.",
+    danger: true,
+  },
+  [OPERATION.DESTROY]: {
+    button: "Destroy",
+    verb: "Destroy",
+    message: () => "This removes its disks and everything on them. It cannot be undone.",
+    danger: true,
+    typeName: true,
+  },
+  [OPERATION.RETRY]: {
+    button: "Retry",
+    verb: "Retry",
+    message: (detail) => `This runs its pipeline again, as attempt ${detail.attempt + 1}. `
+      + "Tasks that already completed change nothing.",
+  },
+};
+const capitalize = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+const actionOf = (operation) => ACTIONS[operation]
+  || { button: capitalize(operation), verb: capitalize(operation), message: () => "" };
 
 // History rows stored from the callback plugin carry the Ansible event; the workflow's steps do not.
 const isEvent = (row) => typeof row.details?.event === "string" && "counter" in row.details;
+const attemptOf = (row) => row.attempt || 1;
+
+// The step rows of the current attempt, split into its deploy and, once one started, its latest
+// cancel or destroy (ending cancelled, destroyed, or failed when the teardown failed).
+function phases(stepRows) {
+  const attempt = Math.max(1, ...stepRows.map(attemptOf));
+  const deploy = [];
+  let teardown = null;
+  for (const row of stepRows) {
+    if (attemptOf(row) !== attempt) continue;
+    if (TEARDOWN_STATUSES.includes(row.status)) {
+      if (!teardown || teardown.end) teardown = { status: row.status, rows: [row], end: null };
+      else teardown.rows.push(row);
+    } else if (teardown && !teardown.end) {
+      if (FINAL_STATUSES.includes(row.status)) teardown.end = row;
+      else teardown.rows.push(row);
+    } else deploy.push(row);
+  }
+  return { attempt, deploy, teardown };
+}
 
 // What a host's result says: its msg (or why it was skipped), and a failed command's stderr,
 // folded. `unfolded` holds the history ids of the stderr the user opened: a re-render keeps them.
@@ -46,27 +95,50 @@ function causeStderr(text) {
   return pre;
 }
 
-function timeline(stepRows, status) {
-  const final = FINAL_STATUSES.includes(status);
+// One phase's steps: [{label, row, result}] in order; `over` when no step of it is still to come.
+function stepItems(steps, over) {
   let currentMarked = false;
-  return h("ol", { class: "timeline" }, STEPS.map((step) => {
-    const row = stepRows.find((r) => step.statuses.includes(r.status));
+  return steps.map(({ label, row, result }) => {
     let state;
-    if (row) state = step.statuses === FINAL_STATUSES ? `done result-${row.status}` : "done";
-    else if (!final && !currentMarked) {
+    if (row) state = result ? `done result-${row.status}` : "done";
+    else if (!over && !currentMarked) {
       state = "current";
       currentMarked = true;
-    } else state = final ? "skipped" : "todo";
-    const stateText = row ? (step.statuses === FINAL_STATUSES ? statusLabel(row.status) : "done")
+    } else state = over ? "skipped" : "todo";
+    const stateText = row ? (result ? statusLabel(row.status) : "done")
       : state === "current" ? "in progress" : state === "skipped" ? "skipped" : "not yet";
     return h("li", { class: `step ${state}`, "aria-current": state === "current" ? "step" : null,
-      dataset: { step: step.label } },
+      dataset: { step: label } },
       h("span", { class: "marker", "aria-hidden": "true" }),
       h("div", { class: "step-body" },
-        h("p", { class: "step-title" }, step.label,
-          h("span", { class: "step-state" }, ` — ${stateText}`)),
+        h("p", { class: "step-title" }, label, h("span", { class: "step-state" }, ` — ${stateText}`)),
         row ? h("p", { class: "step-message" }, row.message, " · ", time(row.created_at)) : null));
-  }));
+  });
+}
+
+function timeline({ attempt, deploy, teardown }, status) {
+  const first = (statuses) => deploy.find((r) => statuses.includes(r.status));
+  const deploySteps = [
+    attempt > 1
+      ? { label: "Retry requested", row: first([STATUS.PROVISIONING]) }
+      : { label: "Created", row: first([HISTORY_STATUS.CREATED]) },
+    attempt > 1 ? null : { label: "Disks allocated", row: first([STATUS.PROVISIONING]) },
+    { label: "Pipeline triggered", row: first([STATUS.QUEUED]) },
+    { label: "Running", row: first([STATUS.RUNNING]) },
+    { label: "Result", row: first(FINAL_STATUSES), result: true },
+  ].filter(Boolean);
+  const deployOver = Boolean(teardown) || FINAL_STATUSES.includes(status);
+  const items = stepItems(deploySteps, deployOver);
+  if (teardown) {
+    const verb = teardown.status === STATUS.CANCELLING ? "Cancel" : "Destroy";
+    items.push(...stepItems([
+      { label: `${verb} requested`, row: teardown.rows[0] },
+      { label: "Teardown triggered",
+        row: teardown.rows.find((r, i) => i > 0 && r.status === teardown.status) },
+      { label: "Torn down", row: teardown.end, result: true },
+    ], Boolean(teardown.end)));
+  }
+  return h("ol", { class: "timeline" }, items);
 }
 
 function progress(events, unfolded) {
@@ -117,6 +189,16 @@ function hostStats(stats) {
   { caption: "Per-host totals" });
 }
 
+function progressView(events, unfolded, { caption, emptyText }) {
+  const { rows, stats } = progress(events, unfolded);
+  const totals = hostStats(stats);
+  return [
+    rows.length ? table(["Task", "Host", "Result", "Message"], rows, { caption, className: "progress" })
+      : h("p", { class: "hint" }, emptyText),
+    totals ? [h("h3", {}, "Per-host totals"), totals] : null,
+  ];
+}
+
 export async function deploymentPage(ctx) {
   const id = ctx.params.id;
   let detail = await api.get(`/api/deployments/${id}`, { signal: ctx.signal });
@@ -127,12 +209,18 @@ export async function deploymentPage(ctx) {
   let historyLoaded = false;
 
   const statusHolder = h("span", { class: "status-holder" }, badge(status));
+  const attemptHolder = h("span", { class: "attempt-holder" });
+  const heading = h("h1", { tabindex: "-1" }, detail.deployment_name, " ", statusHolder, " ", attemptHolder);
   const liveState = h("span", { class: "live", role: "status" }, "Connecting…");
+  const actionsBox = h("div", { class: "operations", role: "group", "aria-label": "Actions", hidden: true });
+  const operationResult = h("div", { class: "operation-result" });
   const links = h("p", { class: "links" });
   const reasonBox = h("div", { class: "notice notice-error failure", role: "alert", hidden: true });
   const facts = h("div", {});
+  const stepsHeading = h("h2", {}, "Steps");
   const timelineBox = h("div", {}, h("p", { class: "hint" }, "Loading history…"));
   const progressBox = h("div", {});
+  const teardownProgressBox = h("div", {});
   const disksBox = h("div", {});
   const configBox = h("div", {});
   const historyBox = h("div", {});
@@ -144,54 +232,188 @@ export async function deploymentPage(ctx) {
       ["Owner", detail.username],
       ["Created", time(detail.created_at)],
       ["Updated", time(detail.updated_at)],
+      ["Attempt", String(detail.attempt)],
+      detail.retained_until ? ["Kept until", time(detail.retained_until)] : null,
+      detail.expires_at ? ["Expires", time(detail.expires_at)] : null,
+      detail.approval ? ["Approval", [detail.approval.state,
+        detail.approval.by ? ` by ${detail.approval.by}` : "",
+        detail.approval.comment ? `: ${detail.approval.comment}` : ""]] : null,
       ["Workflow", h("code", {}, detail.workflow_id)],
     ]));
-    setChildren(disksBox, detail.disk_allocations.length ? disksTable(detail.disk_allocations)
+    setChildren(attemptHolder, detail.attempt > 1
+      ? h("span", { class: "attempt" }, `attempt ${detail.attempt}`) : null);
+    setChildren(disksBox, detail.disk_allocations.length
+      ? disksTable(detail.disk_allocations, { state: true })
       : h("p", { class: "hint" }, "Disks are allocated in the second step."));
     setChildren(configBox, configurationTable(detail.configuration));
+    renderActions();
+  }
+
+  // The operations the API says the deployment allows now. Viewers may start none, so they see
+  // none; the buttons are rebuilt only when the list changes, so focus stays where it is.
+  function renderActions() {
+    const operations = canDeploy(ctx.user) ? detail.allowed_operations : [];
+    const key = operations.join(" ");
+    if (actionsBox.dataset.operations === key) return;
+    actionsBox.dataset.operations = key;
+    actionsBox.hidden = !operations.length;
+    setChildren(actionsBox, operations.map((operation) => {
+      const action = actionOf(operation);
+      return h("button", { type: "button", class: action.danger ? "danger" : "secondary",
+        dataset: { operation }, onclick: () => ask(operation) }, action.button);
+    }));
+  }
+
+  function ask(operation) {
+    const action = actionOf(operation);
+    const name = detail.deployment_name;
+    // One key per click: a second submit of this dialog, or a resend after a lost answer, is the
+    // same operation; the next click is a new one.
+    const idempotencyKey = crypto.randomUUID();
+    confirmDialog({
+      title: `${action.verb} ${name}?`,
+      message: action.message(detail),
+      confirmLabel: `${action.verb} ${name}`,
+      busyLabel: `${capitalize(statusLabel(OPERATION_STARTS_AS[operation] || operation))}…`,
+      cancelLabel: "Go back",
+      danger: action.danger,
+      expect: action.typeName ? name : null,
+      signal: ctx.signal,
+      onConfirm: () => start(operation, idempotencyKey),
+    });
+  }
+
+  // Sends the operation; returns the notice that says how it went (focus goes there).
+  async function start(operation, idempotencyKey) {
+    const action = actionOf(operation);
+    let notice;
+    try {
+      const answer = await api.post(`/api/deployments/${id}/${operation}`, undefined, {
+        headers: { "Idempotency-Key": idempotencyKey }, signal: ctx.signal,
+      });
+      applyDetail(answer);
+      follower.wake(); // a settled deployment's stream had ended: pick the operation up now
+      notice = h("div", { class: "notice notice-ok", role: "status", tabindex: "-1" },
+        h("p", {}, `${action.verb} requested: ${detail.deployment_name} is ${statusLabel(answer.status)}.`));
+    } catch (error) {
+      if (ctx.signal.aborted || error.name === "AbortError") return null;
+      const reason = error instanceof ApiError ? error.message : String(error);
+      notice = h("div", { class: "notice notice-error", role: "alert", tabindex: "-1" },
+        h("p", {}, h("strong", {}, `Could not ${operation} ${detail.deployment_name}: `), reason));
+      refreshDetail(); // whatever refused it changed the state: the actions follow
+      follower.wake();
+    }
+    setChildren(operationResult, notice);
+    // "Cancel requested: … is cancelling" holds until the status moves on; a refusal stays.
+    operationResult.dataset.reported = notice.getAttribute("role") === "status" ? detail.status : "";
+    return notice;
+  }
+
+  // A detail from an operation's answer or a re-read; an older one never replaces a newer one.
+  function applyDetail(next) {
+    if (new Date(next.updated_at) < new Date(detail.updated_at)) return;
+    detail = next;
+    if (detail.status !== status) setStatus(detail.status);
+    renderDetail();
+    renderHistory();
+  }
+
+  function setStatus(next) {
+    if (next !== status) announce(`Status: ${statusLabel(next)}`);
+    status = next;
+    const reported = operationResult.dataset.reported;
+    if (reported && reported !== status) {
+      const hadFocus = operationResult.contains(document.activeElement);
+      operationResult.dataset.reported = "";
+      setChildren(operationResult);
+      if (hadFocus) heading.focus();
+    }
+    setChildren(statusHolder, badge(status));
+    showLiveState();
+  }
+
+  let live = "connecting";
+  function showLiveState() {
+    liveState.className = `live live-${live}`;
+    if (live === "ended") {
+      liveState.textContent = TERMINAL_STATUSES.includes(status)
+        ? "Final: no more updates" : "Settled: watching for changes";
+    } else if (live !== "error") {
+      liveState.textContent = { live: "Live", reconnecting: "Reconnecting…", connecting: "Connecting…" }[live];
+    }
   }
 
   function renderHistory() {
     const sorted = [...rows.values()].sort((a, b) => a.id - b.id);
     const stepRows = sorted.filter((r) => !isEvent(r));
-    const events = sorted.filter(isEvent).sort((a, b) => a.details.counter - b.details.counter);
+    const phase = phases(stepRows);
+    const { attempt, deploy, teardown } = phase;
+    const teardownStart = teardown ? teardown.rows[0].id : Infinity;
+    const byCounter = (a, b) => a.details.counter - b.details.counter || a.id - b.id;
+    const events = sorted.filter(isEvent);
+    const deployEvents = events.filter((r) => attemptOf(r) === attempt && r.id < teardownStart).sort(byCounter);
+    const teardownEvents = events.filter((r) => r.id > teardownStart).sort(byCounter);
 
-    if (historyLoaded) setChildren(timelineBox, timeline(stepRows, status));
+    stepsHeading.textContent = attempt > 1 ? `Steps — attempt ${attempt}` : "Steps";
+    if (historyLoaded) setChildren(timelineBox, timeline(phase, status));
 
-    const triggered = stepRows.find((r) => r.status === STATUS.QUEUED);
-    const jobId = triggered?.details?.job_id || detail.jenkins_job_id;
+    const triggered = deploy.find((r) => r.status === STATUS.QUEUED);
+    const teardownRun = teardown?.rows.find((r) => r.details?.job_id);
+    const jobLink = (row) => (row.details.url ? externalLink(row.details.url, row.details.job_id)
+      : h("code", {}, row.details.job_id));
+    const jobId = triggered?.details?.job_id || (teardown ? null : detail.jenkins_job_id);
     setChildren(links,
       externalLink(detail.temporal_url, "Workflow in Temporal UI"),
-      jobId ? [" · Pipeline job ", triggered?.details?.url
-        ? externalLink(triggered.details.url, jobId) : h("code", {}, jobId)] : null);
+      jobId ? [" · Pipeline job ", triggered?.details?.job_id ? jobLink(triggered) : h("code", {}, jobId)] : null,
+      teardownRun ? [" · Teardown job ", jobLink(teardownRun)] : null);
 
-    const result = stepRows.find((r) => FINAL_STATUSES.includes(r.status));
-    if (result && result.status !== STATUS.SUCCEEDED) {
-      const failing = events.filter((r) => FAILING_EVENTS.includes(r.details.event));
+    // Why it failed: the row that set the status, and the run it came from.
+    const fromTeardown = teardown?.end && teardown.end.status === status;
+    const failedRow = FAILED_STATUSES.includes(status)
+      ? (fromTeardown ? teardown.end : [...deploy].reverse().find((r) => r.status === status)) : null;
+    if (failedRow) {
+      const failing = (fromTeardown ? teardownEvents : deployEvents)
+        .filter((r) => FAILING_EVENTS.includes(r.details.event));
       // The failure that failed the run (as the API's reason names it): the first not ignored.
       const cause = failing.find((r) => !r.details.data?.ignore_errors)?.details;
+      const title = fromTeardown
+        ? `${teardown.status === STATUS.CANCELLING ? "Cancel" : "Destroy"} failed`
+        : status === STATUS.TIMED_OUT ? "Timed out" : `Deployment ${statusLabel(status)}`;
       reasonBox.hidden = false;
       setChildren(reasonBox,
-        h("h2", {}, result.status === STATUS.TIMED_OUT ? "Timed out" : `Deployment ${statusLabel(result.status)}`),
-        h("p", { class: "reason" }, result.details?.reason || result.message),
+        h("h2", {}, title),
+        h("p", { class: "reason" }, failedRow.details?.reason || failedRow.message),
         cause?.data?.stderr ? [h("p", { class: "stderr-label" }, `stderr of ${cause.task} on ${cause.host}:`),
           causeStderr(cause.data.stderr)] : null,
         failing.length > 1 ? h("ul", {}, failing.map((r) => h("li", {},
           `${OUTCOMES[r.details.event]} on ${r.details.host}: ${r.details.task}`,
-          r.details.data?.msg ? ` — ${r.details.data.msg}` : ""))) : null);
+          r.details.data?.msg ? ` — ${r.details.data.msg}` : ""))) : null,
+        detail.retained_until && detail.status === status ? h("p", { class: "retention" },
+          "What it built is kept until ", time(detail.retained_until),
+          " so that you can inspect or retry it; then it is torn down on its own.") : null);
     } else reasonBox.hidden = true;
 
-    const { rows: progressRows, stats } = progress(events, unfoldedStderr);
-    const totals = hostStats(stats || result?.details?.stats);
-    setChildren(progressBox,
-      progressRows.length
-        ? table(["Task", "Host", "Result", "Message"], progressRows, { caption: "Tasks and hosts", className: "progress" })
-        : h("p", { class: "hint" }, FINAL_STATUSES.includes(status)
-          ? "No task events were reported." : "Task events appear here when the playbook runs."),
-      totals ? [h("h3", {}, "Per-host totals"), totals] : null);
+    const result = deploy.find((r) => FINAL_STATUSES.includes(r.status));
+    const deployView = progressView(deployEvents, unfoldedStderr, {
+      caption: "Tasks and hosts",
+      emptyText: result || teardown ? "No task events were reported." : "Task events appear here when the playbook runs.",
+    });
+    if (!deployView[1] && result?.details?.stats) {
+      const totals = hostStats(result.details.stats);
+      if (totals) deployView[1] = [h("h3", {}, "Per-host totals"), totals];
+    }
+    setChildren(progressBox, deployView);
+    setChildren(teardownProgressBox, teardown ? [h("h2", {}, "Teardown"),
+      progressView(teardownEvents, unfoldedStderr, {
+        caption: "Teardown tasks and hosts",
+        emptyText: teardown.end ? "No teardown task events were reported."
+          : "Teardown task events appear here when its playbook runs.",
+      })] : null);
 
     setChildren(historyBox, sorted.length ? h("ol", { class: "history" }, sorted.map((r) =>
-      h("li", {}, time(r.created_at), " ", badge(r.status), " ", r.message))) : h("p", { class: "hint" }, "No rows yet."));
+      h("li", { dataset: { attempt: String(attemptOf(r)) } }, time(r.created_at), " ", badge(r.status), " ", r.message,
+        attemptOf(r) > 1 ? h("span", { class: "attempt" }, `attempt ${attemptOf(r)}`) : null)))
+      : h("p", { class: "hint" }, "No rows yet."));
   }
 
   let refreshTimer = null;
@@ -199,9 +421,7 @@ export async function deploymentPage(ctx) {
     clearTimeout(refreshTimer);
     refreshTimer = setTimeout(async () => {
       try {
-        detail = await api.get(`/api/deployments/${id}`, { signal: ctx.signal });
-        renderDetail();
-        renderHistory();
+        applyDetail(await api.get(`/api/deployments/${id}`, { signal: ctx.signal }));
       } catch { /* the stream reports lasting trouble */ }
     }, 200);
   }
@@ -219,9 +439,10 @@ export async function deploymentPage(ctx) {
   renderDetail();
   renderHistory();
 
-  followEvents(`/api/deployments/${id}/events`, {
+  const follower = followEvents(`/api/deployments/${id}/events`, {
     after: 0,
     signal: ctx.signal,
+    recheckMs: () => (TERMINAL_STATUSES.includes(status) ? null : SETTLED_RECHECK_MS),
     onEvent(event) {
       if (event.type === "history") {
         const row = JSON.parse(event.data);
@@ -230,9 +451,7 @@ export async function deploymentPage(ctx) {
       } else if (event.type === "status") {
         const data = JSON.parse(event.data);
         historyLoaded = true;
-        if (data.status !== status) announce(`Status: ${statusLabel(data.status)}`);
-        status = data.status;
-        setChildren(statusHolder, badge(status));
+        setStatus(data.status);
         scheduleRender();
         refreshDetail();
       } else if (event.type === "end") {
@@ -241,10 +460,11 @@ export async function deploymentPage(ctx) {
       }
     },
     onState(state) {
-      liveState.className = `live live-${state}`;
-      liveState.textContent = { live: "Live", reconnecting: "Reconnecting…", ended: "Final: no more updates" }[state];
+      live = state;
+      showLiveState();
     },
     onError(error) {
+      live = "error";
       liveState.className = "live live-error";
       liveState.textContent = error.status === 404 ? "No longer visible to you" : `Live updates stopped: ${error.message}`;
     },
@@ -253,13 +473,15 @@ export async function deploymentPage(ctx) {
   return h("section", { class: "deployment" },
     h("p", { class: "breadcrumb" }, link("/deployments", "Deployments"), " / ", detail.deployment_name),
     h("div", { class: "page-header" },
-      h("h1", { tabindex: "-1" }, detail.deployment_name, " ", statusHolder),
-      h("div", { class: "actions" }, liveState)),
+      heading,
+      h("div", { class: "actions" }, liveState, actionsBox)),
+    operationResult,
     links,
     reasonBox,
     facts,
-    h("h2", {}, "Steps"), timelineBox,
+    stepsHeading, timelineBox,
     h("h2", {}, "Progress"), progressBox,
+    teardownProgressBox,
     h("h2", {}, "Disks"), disksBox,
     h("h2", {}, "Configuration"), configBox,
     h("details", { class: "raw-history" }, h("summary", {}, "Full history"), historyBox));

@@ -3,7 +3,7 @@ import {
   badge, buttonLink, cell, emptyState, errorSummary, field, FormErrors, h, link, pageHeader,
   statusLabel, time, setChildren
 } from "./dom.js";
-import { STATUSES } from "./vocabulary.js";
+import { SETTLED_STATUSES, STATUSES, TERMINAL_STATUSES } from "./vocabulary.js";
 import { canDeploy, RESERVED_KEY, sizeBounds, templateLabel } from "./page-templates.js";
 
 const LIST_REFRESH_MS = 4000;
@@ -129,9 +129,15 @@ export async function deploymentsPage(ctx) {
 }
 
 function filters(ctx, templates, items, { status, templateId }) {
+  // Every status, grouped by where a deployment stands: still moving, settled (it may be
+  // destroyed or retried), or gone (nothing of it is left).
+  const option = (s) => h("option", { value: s, selected: s === status }, statusLabel(s));
+  const moving = STATUSES.filter((s) => !SETTLED_STATUSES.includes(s) && !TERMINAL_STATUSES.includes(s));
   const statusSelect = h("select", { name: "status" },
     h("option", { value: "" }, "Any status"),
-    STATUSES.map((s) => h("option", { value: s, selected: s === status }, statusLabel(s))));
+    h("optgroup", { label: "In progress" }, moving.map(option)),
+    h("optgroup", { label: "Settled" }, SETTLED_STATUSES.map(option)),
+    h("optgroup", { label: "Ended" }, TERMINAL_STATUSES.map(option)));
   // Active templates, plus any the shown deployments (or the current filter) refer to.
   const names = new Map(templates.map((t) => [String(t.id), templateLabel(t)]));
   for (const item of items) if (!names.has(String(item.template_id))) names.set(String(item.template_id), item.template_name);

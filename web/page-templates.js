@@ -49,17 +49,22 @@ export function configurationTable(configuration) {
   { caption: "Configuration" });
 }
 
-export function disksTable(disks, { bounds = false } = {}) {
+// `state`: a deployment's disks also say where each stands on its host (planned, allocated,
+// released) and since when.
+export function disksTable(disks, { bounds = false, state = false } = {}) {
   if (!disks.length) return h("p", { class: "hint" }, "No disks.");
   const headers = ["Mount point", "Size", "Filesystem", "Disk type", "Volume group / LV"];
   if (bounds) headers.push("Size limits");
-  return table(headers, disks.map((disk) => h("tr", {},
+  if (state) headers.push("State");
+  return table(headers, disks.map((disk) => h("tr", { dataset: { mount: disk.mount_point } },
     cell("Mount point", h("code", {}, disk.mount_point)),
     cell("Size", `${disk.size_gb} GB`),
     cell("Filesystem", disk.filesystem_type),
     cell("Disk type", disk.disk_type),
     cell("Volume group / LV", `${disk.volume_group} / ${disk.logical_volume}`),
     bounds ? cell("Size limits", sizeBounds(disk).join("–") + " GB") : null,
+    state ? cell("State", h("span", { class: `disk-state disk-state-${disk.state}`, dataset: { state: disk.state } },
+      disk.state), " ", h("span", { class: "hint" }, "since ", time(disk.state_changed_at))) : null,
   )), { caption: "Disks" });
 }
 
