@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from bench.config import BenchConfig
 from bench.monitor import ProcessMonitor, Profiler
+from bench.settled import SettleWatcher
 from bench.stack import HOLD_TEMPLATE, OPERATOR, BenchStack
 
 
@@ -35,10 +36,17 @@ class BenchContext:
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     retries: int = 0  # launches sent again after a transport error
     _names: itertools.count[int] = field(default_factory=itertools.count)
+    _settle: SettleWatcher | None = None
 
     def name(self, prefix: str) -> str:
         """A deployment name unique in this run (the API refuses a name used twice)."""
         return f"{prefix}-{self.run}-{next(self._names)}"
+
+    async def settled(self, deployment_id: int) -> str:
+        """The status a deployment settles in (its workflow lives on after that)."""
+        if self._settle is None:
+            self._settle = SettleWatcher(self.stack.asyncpg_dsn)
+        return await self._settle.settled(deployment_id)
 
     async def raw(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.stack.asyncpg_dsn)

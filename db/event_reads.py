@@ -53,7 +53,14 @@ async def read_poll(session: AsyncSession, deployment_id: int, cursor: int) -> P
         return None
     history = DeploymentHistory
     rows = await session.execute(
-        select(history.id, history.status, history.message, history.details, history.created_at)
+        select(
+            history.id,
+            history.status,
+            history.message,
+            history.details,
+            history.attempt,
+            history.created_at,
+        )
         .where(history.deployment_id == deployment_id, history.id > cursor)
         .order_by(history.id)
         .limit(ROWS_PER_POLL)

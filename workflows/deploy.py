@@ -337,9 +337,9 @@ class DeployWorkflow:
             run = await self._start_run(RunAction.DESTROY, self._status)
         except ActivityError as error:
             return False, f"could not start the teardown: {error.cause or error}"
-        timeout = timedelta(
-            seconds=self._validated().callback_timeout_s or self._request.default_callback_timeout_s
-        )
+        # Not the template's callback timeout: a template may bound its deploy tightly (a
+        # quick smoke run) while a teardown cut short leaves half its disks behind.
+        timeout = timedelta(seconds=self._request.default_callback_timeout_s)
         outcome = await self._await_outcome(run, self._runs, timeout, deploying=False)
         assert outcome is not None  # only a deploy run is interrupted
         status, message, details = outcome

@@ -225,9 +225,9 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
 
     # The final stats reached each workflow: every held deployment must now succeed.
     for deployment in deployments:
-        result = await ctx.temporal.get_workflow_handle(deployment["workflow_id"]).result()
-        if result.get("status") != S.SUCCEEDED:
-            raise RuntimeError(f"callback deployment {deployment['id']} ended {result}")
+        status = await ctx.settled(deployment["id"])
+        if status != S.SUCCEEDED:
+            raise RuntimeError(f"callback deployment {deployment['id']} ended {status}")
     lost, duplicated = await _verify(ctx, deployments, [single_answer, *parallel_answers], expected)
     raw_lost = (1 + streams) * expected - raw_single_stored - raw_parallel_stored
     ctx.stack.check_alive()

@@ -310,7 +310,10 @@ async def test_detail_has_the_seed_fields_and_a_temporal_link(
         "logical_volume",
         "filesystem_type",
         "allocation_params",
+        "state",
+        "state_changed_at",
     }
+    assert {d["state"] for d in detail["disk_allocations"]} == {"planned"}
     assert detail["temporal_url"].endswith(f"/namespaces/default/workflows/{detail['workflow_id']}")
     assert "password_hash" not in str(detail)
 

@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +26,7 @@ from pipeline.local_runner import LocalRunner
 from settings import Settings
 from tests.conftest import wait_for
 from tests.e2e.test_local_runner_e2e import _small_template
+from tests.playbooks.test_deploy_playbook import unmount_below
 from vocabulary.runs import RunRef
 from worker import build_worker
 
@@ -65,13 +66,15 @@ def playbooks_with(tmp_path: Path, extra_play: str) -> Path:
 
 
 @pytest.fixture
-def local_settings(settings: Settings, tmp_path: Path) -> Settings:
+def local_settings(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     settings.runner_dir = tmp_path / "runs"
     settings.sandbox_root = tmp_path / "sandbox"
     settings.disk_backend = "directory"
     settings.directory_mount = True  # real loop mounts: the teardown must undo them
     settings.default_callback_timeout_s = 240
-    return settings
+    yield settings
+    # A failed test must not leave its loop mounts behind (nor pytest unable to clean up).
+    unmount_below(settings.sandbox_root)
 
 
 @asynccontextmanager
@@ -99,17 +102,23 @@ async def status_of(http: httpx.AsyncClient, account: Any, deployment_id: int, *
     return await wait_for(reached, timeout_s=180, interval_s=0.5)
 
 
-def assert_nothing_left(
+async def assert_nothing_left(
     settings: Settings, runner: LocalRunner, deployment: dict[str, Any]
 ) -> None:
     sandbox = settings.sandbox_root / str(deployment["id"])
     assert not sandbox.exists(), sorted(str(p) for p in sandbox.rglob("*"))
     mounts = Path("/proc/self/mounts").read_text()
     assert str(settings.sandbox_root) not in mounts
-    for run in range(1, 4):
-        ref = RunRef(f"local-{deployment['id']}-{run}")
-        assert runner.run_processes(ref) == [], f"run {run} still has processes"
     assert {d["state"] for d in deployment["disk_allocations"]} == {"released"}
+
+    # The final callback may land a moment before ansible-runner exits: no process may stay.
+    async def no_process_left() -> bool:
+        return all(
+            runner.run_processes(RunRef(f"local-{deployment['id']}-{run}")) == []
+            for run in range(1, 4)
+        )
+
+    await wait_for(no_process_left, timeout_s=15)
 
 
 async def launch(http: httpx.AsyncClient, account: Any, template_id: int, name: str) -> Any:
@@ -149,7 +158,7 @@ async def test_destroy_after_success_leaves_nothing(
             await http.get(f"/api/deployments/{created['id']}/history", headers=operator.headers)
         ).json()
     assert destroyed["status"] == "destroyed", [r["message"] for r in history]
-    assert_nothing_left(local_settings, real_worker, destroyed)
+    await assert_nothing_left(local_settings, real_worker, destroyed)
     # The teardown playbook's own events reached history, keyed by their run.
     assert any(r["message"].startswith("Teardown triggered") for r in history)
     assert sum(r["message"] == "Playbook finished" for r in history) == 2
@@ -173,8 +182,9 @@ async def test_cancel_mid_playbook_stops_every_process_and_tears_down(
             first_run = RunRef(f"local-{created['id']}-1")
 
             async def blocking() -> bool:
+                # The blocking task itself: every module runs as `sh -c '… && sleep 0'` too.
                 return any(
-                    b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                    Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00600\x00"
                     for pid in runner.run_processes(first_run)
                     if Path(f"/proc/{pid}/cmdline").exists()
                 )
@@ -193,7 +203,7 @@ async def test_cancel_mid_playbook_stops_every_process_and_tears_down(
                 )
             ).json()
         assert cancelled["status"] == "cancelled", [r["message"] for r in history]
-        assert_nothing_left(local_settings, runner, cancelled)
+        await assert_nothing_left(local_settings, runner, cancelled)
         messages = [r["message"] for r in history]
         assert messages[-1] == "Deployment cancelled; nothing of it is left"
 
@@ -226,7 +236,7 @@ async def test_a_failed_deployment_keeps_its_disks_until_destroyed(
                     break
                 assert answer.status_code == 202, answer.text
                 destroyed = await status_of(http, operator, created["id"], "destroyed")
-        assert_nothing_left(local_settings, runner, destroyed)
+        await assert_nothing_left(local_settings, runner, destroyed)
 
 
 async def test_a_worker_killed_during_teardown_is_replaced_and_the_teardown_runs_once(
@@ -283,7 +293,7 @@ async def test_a_worker_killed_during_teardown_is_replaced_and_the_teardown_runs
                 )
             ).json()
     assert destroyed["status"] == "destroyed", [r["message"] for r in history]
-    assert_nothing_left(local_settings, runner, destroyed)
+    await assert_nothing_left(local_settings, runner, destroyed)
     messages = [r["message"] for r in history]
     assert sum(m.startswith("Teardown triggered") for m in messages) == 1
     assert sum(m == "Playbook finished" for m in messages) == 2  # one deploy, one teardown
