@@ -144,7 +144,7 @@ class DeployWorkflow:
     @workflow.update
     async def destroy(self, request: OperationRequest) -> OperationAccepted:
         if self._status != S.DESTROYING:
-            await self._begin_destroy(f"destroyed by {request.requested_by}", request.requested_by)
+            await self._begin_destroy(f"requested by {request.requested_by}", request.requested_by)
         return OperationAccepted(Operation.DESTROY, self._status)
 
     @destroy.validator
@@ -284,7 +284,8 @@ class DeployWorkflow:
         if not ok:
             await self._fail(_key("destroy-failed", self._runs), f"Destroy failed: {reason}")
             return
-        await self._end(S.DESTROYED, f"Deployment {self._destroy_reason}; nothing of it is left")
+        message = f"Deployment destroyed ({self._destroy_reason}); nothing of it is left"
+        await self._end(S.DESTROYED, message)
 
     async def _begin_destroy(self, reason: str, by: str) -> None:
         self._destroy_reason = reason
@@ -292,7 +293,7 @@ class DeployWorkflow:
         await self._step(
             _key("destroy-requested", self._runs + 1),
             S.DESTROYING,
-            f"Destroy requested ({reason})",
+            f"Destroy {reason}" if reason.startswith("requested") else f"Destroy: {reason}",
             {"by": by, "reason": reason},
         )
 
@@ -309,7 +310,7 @@ class DeployWorkflow:
                 lambda: self._status != settled or self._history_is_long(), timeout=timeout
             )
         except TimeoutError:
-            await self._begin_destroy("retention ended", "provisio")
+            await self._begin_destroy("its failure retention ended", "provisio")
         # An operation's handler records its first step before the work starts.
         await workflow.wait_condition(workflow.all_handlers_finished)
 

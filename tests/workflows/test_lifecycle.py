@@ -240,7 +240,10 @@ async def test_a_failed_deployment_is_torn_down_when_its_retention_ends(
     await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=2))
     await wait_status(api, operator, created["id"], "destroyed")
     rows = await history(api, operator, created["id"])
-    assert any(r["message"] == "Destroy requested (retention ended)" for r in rows)
+    assert any(r["message"] == "Destroy: its failure retention ended" for r in rows)
+    assert rows[-1]["message"] == (
+        "Deployment destroyed (its failure retention ended); nothing of it is left"
+    )
     await save_history(client, created["workflow_id"], "retention_ended")
 
 
