@@ -344,3 +344,37 @@ async def test_the_workflow_continues_as_new_and_keeps_its_state(
     done = await wait_status(api, operator, created["id"], "succeeded")
     assert done["attempt"] == 2
     await save_history(client, created["workflow_id"], "continued_as_new", run_id=first_run)
+
+
+async def test_cancel_while_pending_ends_cancelled_with_nothing_started(
+    api: httpx.AsyncClient,
+    client: Client,
+    settings: Any,
+    sessionmaker: SessionMaker,
+    make_user: Any,
+    make_template: Any,
+    runner: RecordingRunnerDouble,
+) -> None:
+    """No worker yet: the deployment is pending when the cancel is sent. The worker that comes
+    takes the cancel before the launch's first step; no run is ever started."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker import build_worker
+
+    operator = await make_user("operator")
+    created = await create(api, operator, await make_template())
+    assert created["status"] == "pending"
+    cancel = asyncio.create_task(operate(api, operator, created["id"], "cancel"))
+    await asyncio.sleep(0.5)  # the update waits in Temporal for a worker
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with build_worker(client, settings, sessionmaker, runner, executor):
+            answer = await cancel
+            assert answer.status_code == 202, answer.text
+            # A destroy while the cancel runs is refused: one operation at a time.
+            refused = await operate(api, operator, created["id"], "destroy")
+            assert refused.status_code == 409
+            done = await wait_status(api, operator, created["id"], "cancelled")
+    assert runner.triggers == []
+    assert {d["state"] for d in done["disk_allocations"]} == {"released"}
+    rows = await history(api, operator, created["id"])
+    assert [r["status"] for r in rows] == ["created", "cancelling", "cancelled"]
