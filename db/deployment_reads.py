@@ -87,6 +87,17 @@ async def list_deployments(
     return rows[:limit], next_before
 
 
+# A history row as every view shows it (the history list, the live stream).
+HISTORY_COLUMNS = (
+    DeploymentHistory.id,
+    DeploymentHistory.status,
+    DeploymentHistory.message,
+    DeploymentHistory.details,
+    DeploymentHistory.attempt,
+    DeploymentHistory.created_at,
+)
+
+
 async def deployment_history(
     session: AsyncSession, user: User, deployment_id: int
 ) -> list[dict[str, Any]]:
@@ -94,14 +105,7 @@ async def deployment_history(
     `created` row, written in the same transaction as the deployment itself."""
     history = DeploymentHistory
     stmt = (
-        select(
-            history.id,
-            history.status,
-            history.message,
-            history.details,
-            history.attempt,
-            history.created_at,
-        )
+        select(*HISTORY_COLUMNS)
         .join(Deployment, Deployment.id == history.deployment_id)
         .where(history.deployment_id == deployment_id, _visible(user))
         .order_by(history.id)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.deployment_reads import HISTORY_COLUMNS
 from db.models import DeploymentHistory
 
 ROWS_PER_POLL = 500
@@ -53,14 +54,7 @@ async def read_poll(session: AsyncSession, deployment_id: int, cursor: int) -> P
         return None
     history = DeploymentHistory
     rows = await session.execute(
-        select(
-            history.id,
-            history.status,
-            history.message,
-            history.details,
-            history.attempt,
-            history.created_at,
-        )
+        select(*HISTORY_COLUMNS)
         .where(history.deployment_id == deployment_id, history.id > cursor)
         .order_by(history.id)
         .limit(ROWS_PER_POLL)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -93,65 +94,41 @@ async def get_deployment(
     return await _detail(session, settings, user, deployment_id)  # type: ignore[no-any-return]
 
 
-async def _operate(
-    operation: Operation,
-    deployment_id: int,
-    user: User,
-    session: Any,
-    temporal: Any,
-    settings: Settings,
-    idempotency_key: str | None,
-) -> DeploymentDetail:
-    row = await operate(session, temporal, user, deployment_id, operation, idempotency_key)
-    return _with_link(row, settings)
-
-
 OPERATORS = [require_roles(Role.ADMIN, Role.OPERATOR)]
+OPERATION_DOCS = {
+    Operation.CANCEL: "Stop a deployment still being provisioned and tear down what it built: "
+    "`cancelling`, then `cancelled`.",
+    Operation.DESTROY: "Tear down a settled deployment: `destroying`, then `destroyed`.",
+    Operation.RETRY: "Run the pipeline again for a failed or timed-out deployment (attempt + 1).",
+}
 
 
-@router.post("/api/deployments/{deployment_id}/cancel", status_code=202, dependencies=OPERATORS)
-async def cancel_deployment(
-    deployment_id: DeploymentId,
-    user: CurrentUser,
-    session: SessionDep,
-    temporal: TemporalDep,
-    settings: SettingsDep,
-    idempotency_key: IdempotencyKey = None,
-) -> DeploymentDetail:
-    """Stop a deployment still being provisioned and tear down what it built: `cancelling`,
-    then `cancelled`."""
-    return await _operate(
-        Operation.CANCEL, deployment_id, user, session, temporal, settings, idempotency_key
-    )
+def _operation_endpoint(operation: Operation) -> Callable[..., Awaitable[DeploymentDetail]]:
+    async def endpoint(
+        deployment_id: DeploymentId,
+        user: CurrentUser,
+        session: SessionDep,
+        temporal: TemporalDep,
+        settings: SettingsDep,
+        idempotency_key: IdempotencyKey = None,
+    ) -> DeploymentDetail:
+        row = await operate(session, temporal, user, deployment_id, operation, idempotency_key)
+        return _with_link(row, settings)
+
+    endpoint.__doc__ = OPERATION_DOCS[operation]
+    return endpoint
 
 
-@router.post("/api/deployments/{deployment_id}/destroy", status_code=202, dependencies=OPERATORS)
-async def destroy_deployment(
-    deployment_id: DeploymentId,
-    user: CurrentUser,
-    session: SessionDep,
-    temporal: TemporalDep,
-    settings: SettingsDep,
-    idempotency_key: IdempotencyKey = None,
-) -> DeploymentDetail:
-    """Tear down a settled deployment: `destroying`, then `destroyed`."""
-    return await _operate(
-        Operation.DESTROY, deployment_id, user, session, temporal, settings, idempotency_key
-    )
-
-
-@router.post("/api/deployments/{deployment_id}/retry", status_code=202, dependencies=OPERATORS)
-async def retry_deployment(
-    deployment_id: DeploymentId,
-    user: CurrentUser,
-    session: SessionDep,
-    temporal: TemporalDep,
-    settings: SettingsDep,
-    idempotency_key: IdempotencyKey = None,
-) -> DeploymentDetail:
-    """Run the pipeline again for a failed or timed-out deployment (attempt + 1)."""
-    return await _operate(
-        Operation.RETRY, deployment_id, user, session, temporal, settings, idempotency_key
+# POST /api/deployments/{id}/cancel, /destroy, /retry: one route per operation of the vocabulary.
+for _operation in Operation:
+    router.add_api_route(
+        f"/api/deployments/{{deployment_id}}/{_operation.value}",
+        _operation_endpoint(_operation),
+        methods=["POST"],
+        status_code=202,
+        dependencies=OPERATORS,
+        name=f"{_operation.value}_deployment",
+        response_model=DeploymentDetail,
     )
 
 
