@@ -127,6 +127,7 @@ class DeployWorkflow:
 
     @workflow.update
     async def cancel(self, request: OperationRequest) -> OperationAccepted:
+        self._refuse_unless(Operation.CANCEL)  # the status may have moved since the validator
         if self._status != S.CANCELLING:
             reason = request.reason or "cancelled by the user"
             await self._step(
@@ -143,6 +144,7 @@ class DeployWorkflow:
 
     @workflow.update
     async def destroy(self, request: OperationRequest) -> OperationAccepted:
+        self._refuse_unless(Operation.DESTROY)
         if self._status != S.DESTROYING:
             await self._begin_destroy(f"requested by {request.requested_by}", request.requested_by)
         return OperationAccepted(Operation.DESTROY, self._status)
@@ -153,6 +155,7 @@ class DeployWorkflow:
 
     @workflow.update
     async def retry(self, request: OperationRequest) -> OperationAccepted:
+        self._refuse_unless(Operation.RETRY)  # two retries at once: the second is refused
         self._attempt += 1
         self._retained_until = None
         await self._step(
@@ -168,7 +171,8 @@ class DeployWorkflow:
         self._refuse_unless(Operation.RETRY)
 
     def _refuse_unless(self, operation: Operation) -> None:
-        """Refused here, an operation leaves no trace in the workflow's history."""
+        """Refused by a validator, an operation leaves no trace in the workflow's history; the
+        handler asks again, as updates accepted together run after each other's validators."""
         reason = refusal(operation, self._status)
         if reason is not None:
             raise ApplicationError(reason, type=OPERATION_REFUSED, non_retryable=True)

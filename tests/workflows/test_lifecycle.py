@@ -378,3 +378,35 @@ async def test_cancel_while_pending_ends_cancelled_with_nothing_started(
     assert {d["state"] for d in done["disk_allocations"]} == {"released"}
     rows = await history(api, operator, created["id"])
     assert [r["status"] for r in rows] == ["created", "cancelling", "cancelled"]
+
+
+async def test_two_retries_at_once_make_one_attempt(
+    api: httpx.AsyncClient,
+    worker: None,
+    client: Client,
+    make_user: Any,
+    make_template: Any,
+    runner: RecordingRunnerDouble,
+) -> None:
+    operator = await make_user("operator")
+    created = await create(api, operator, await make_template())
+    await wait_status(api, operator, created["id"], "queued")
+    await handle_of(client, created).signal(
+        DeployWorkflow.pipeline_finished, PipelineFinished(False, {}, run=1)
+    )
+    await wait_status(api, operator, created["id"], "failed")
+    answers = await asyncio.gather(
+        *(
+            operate(api, operator, created["id"], "retry", **{"Idempotency-Key": f"click-{i}"})
+            for i in range(2)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [202, 409]
+    await triggered(runner, 2)
+    await asyncio.sleep(0.5)
+    assert [(t.run, t.action) for t in runner.triggers] == [
+        (1, RunAction.DEPLOY),
+        (2, RunAction.DEPLOY),
+    ]
+    detail = (await api.get(f"/api/deployments/{created['id']}", headers=operator.headers)).json()
+    assert detail["attempt"] == 2
