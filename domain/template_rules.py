@@ -58,27 +58,31 @@ def _orchestration(settings: Any) -> list[FieldError]:
     errors = [_error([*loc, k], "unknown setting") for k in settings if k not in SETTINGS]
     if "overrides" in settings:
         errors += _overrides(settings["overrides"], [*loc, "overrides"])
-    max_total = settings.get("max_total_gb")
-    if max_total is not None and (
-        isinstance(max_total, bool) or not isinstance(max_total, int) or max_total < 1
-    ):
-        errors.append(_error([*loc, "max_total_gb"], "must be a positive integer"))
-    timeout = settings.get("callback_timeout_s")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int)
-        or not 1 <= timeout <= MAX_CALLBACK_TIMEOUT_S
-    ):
-        msg = f"must be an integer from 1 to {MAX_CALLBACK_TIMEOUT_S}"
-        errors.append(_error([*loc, "callback_timeout_s"], msg))
-    retention = settings.get("failure_retention_s")
-    if retention is not None and (
-        isinstance(retention, bool)
-        or not isinstance(retention, int)
-        or not 0 <= retention <= MAX_FAILURE_RETENTION_S
-    ):
-        msg = f"must be an integer from 0 to {MAX_FAILURE_RETENTION_S} (seconds)"
-        errors.append(_error([*loc, "failure_retention_s"], msg))
+    # Integer settings and their bounds (inclusive); a boolean is not an integer here.
+    bounds = {
+        "max_total_gb": (1, None, "must be a positive integer"),
+        "callback_timeout_s": (
+            1,
+            MAX_CALLBACK_TIMEOUT_S,
+            f"must be an integer from 1 to {MAX_CALLBACK_TIMEOUT_S}",
+        ),
+        "failure_retention_s": (
+            0,
+            MAX_FAILURE_RETENTION_S,
+            f"must be an integer from 0 to {MAX_FAILURE_RETENTION_S} (seconds)",
+        ),
+    }
+    for key, (low, high, msg) in bounds.items():
+        value = settings.get(key)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < low
+            or (high is not None and value > high)
+        ):
+            errors.append(_error([*loc, key], msg))
     return errors
 
 
