@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -20,10 +20,35 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_task_queue: str = "provisio-deployments"
     temporal_ui_url: str = "http://127.0.0.1:8233"
+    # How long the API waits for the workflow service to confirm a start; past it the launch
+    # answers 503 "not confirmed" (a retry with the same Idempotency-Key is then safe).
+    temporal_rpc_timeout_s: float = 10.0
 
     # Signs API tokens. The embedded stack generates one per data directory.
     secret_key: str = Field(default="", repr=False)
     access_token_minutes: int = 60
+
+    # Sign-in (api/login_throttle.py, api/password_pool.py). Argon2 runs on this many threads of
+    # its own, never on the event loop; at most sign_in_max_in_flight sign-ins are in progress
+    # per API process (kept below the database pool), the next ones answer 503 at once.
+    password_hash_threads: int = 2
+    sign_in_max_in_flight: int = 16
+    # Per account: this many failures in a row cost no wait, then each attempt waits twice as long
+    # as the one before, from login_backoff_base_s up to login_backoff_max_s: slow for a guesser,
+    # never a long lockout for the user. Failures are forgotten after login_failure_window_s quiet.
+    login_free_failures: int = 5
+    login_backoff_base_s: float = 1.0
+    login_backoff_max_s: float = 60.0
+    login_failure_window_s: int = 900
+    # Per client address: this many failures per window, then 429 until the window ends.
+    login_client_max_failures: int = 30
+    # An address that signed in as a user within this long has a backoff of its own for that user,
+    # so a guesser elsewhere cannot hold the user out.
+    login_known_client_s: int = 30 * 86400
+    # Proxies whose X-Forwarded-For is believed (CIDRs, a JSON list in the environment). Empty:
+    # the client's address is the peer's. Run uvicorn with proxy_headers off so this is the only
+    # place that decides.
+    trusted_proxies: list[IPvAnyNetwork] = []
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

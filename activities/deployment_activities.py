@@ -48,8 +48,9 @@ class DeploymentActivities(DeploymentSteps):
 
     @activity.defn
     async def record_deployment(self, data: RecordDeploymentInput) -> None:
-        """The API wrote the deployment, its disks and its `created` row before it started this
-        workflow; should its commit have been lost, write them now, under the same id."""
+        """The API writes the deployment, its disks and its `created` row right after it starts
+        this workflow; if it never does (it died, or the start's answer was lost on the way),
+        write them now, under the id the API drew for it."""
         async with self._one_statement() as session:
             try:
                 new = await insert_deployment(
@@ -64,7 +65,7 @@ class DeploymentActivities(DeploymentSteps):
                 raise ApplicationError(str(exc), type=DUPLICATE_NAME, non_retryable=True) from None
         if new is not None:
             activity.logger.info(
-                "deployment recorded by its workflow (the API's commit was lost)",
+                "deployment recorded by its workflow (the API did not write it)",
                 extra={"deployment_id": data.deployment_id, "workflow_id": data.workflow_id},
             )
 

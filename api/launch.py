@@ -1,16 +1,23 @@
-"""Starting a deployment: validate against the template, record the deployment, start
-DeployWorkflow, and answer with the deployment in the same request.
+"""Starting a deployment: validate against the template, start DeployWorkflow, record the
+deployment, and answer with it in the same request.
 
-The row and the start share one transaction, held across `start_workflow`: a committed row
-always has its workflow, and if the API dies after the start the workflow's own (idempotent)
-create step writes the row. The workflow validates again: it is the authority.
+No transaction is held across the call to the workflow service. The API draws the deployment's
+id first, starts the workflow with it (bounded by `temporal_rpc_timeout_s`), then writes the row.
+The workflow's own first step writes the same row under the same id if the API never does (it
+died, or the start's answer was lost), so a started workflow always has its deployment, and a
+workflow that never started leaves nothing behind. When the service does not answer, the
+outcome is unknown and the answer says so: retrying with the same Idempotency-Key is safe,
+because the key names the workflow, and a second start of a running one adopts it.
+The workflow validates again: it is the authority.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +29,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import Conflict, TemporalUnavailable, ValidationFailed
 from api.schemas import DeploymentCreate
@@ -30,9 +37,11 @@ from db.deployment_reads import deployment_detail
 from db.models import User
 from db.repository import (
     DuplicateDeploymentName,
+    deployment_name_taken,
     find_deployment_by_workflow,
     insert_deployment,
     load_template_snapshot,
+    next_deployment_id,
 )
 from domain.validation import DeploymentValidationError, validate_deployment
 from settings import Settings
@@ -41,6 +50,9 @@ from vocabulary.disks import DiskOverride, DiskState
 from vocabulary.statuses import DeploymentStatus
 from workflows import search_attributes as sa
 from workflows.deploy import DeployWorkflow
+
+# How long a launch that meets its key's running workflow waits for that workflow's row.
+ADOPT_WAIT_S = 5.0
 
 
 def workflow_id_for(user: User, idempotency_key: str | None) -> str:
@@ -102,40 +114,44 @@ async def launch_deployment(
         )
     except DeploymentValidationError as exc:
         raise ValidationFailed(exc.errors) from None
+    if await deployment_name_taken(session, user.id, body.deployment_name):
+        raise Conflict(f"a deployment named {body.deployment_name!r} already exists")
+    deployment_id = await next_deployment_id(session)
+    await session.commit()  # nothing is held while the workflow service is asked
+
+    try:
+        await temporal.start_workflow(
+            DeployWorkflow.run,
+            _request(deployment_id, body, user, settings),
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+            # A concurrent or earlier request with this key started it: adopt that one.
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=_search_attributes(user, deployment_id, deployment),
+            rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_s),
+        )
+    except WorkflowAlreadyStartedError:
+        return await _adopt(session, temporal, settings, user, workflow_id, body)
+    except RPCError as exc:
+        raise _start_not_confirmed(exc, deployment_id, idempotency_key) from None
+
     try:
         new = await insert_deployment(
             session,
+            deployment_id=deployment_id,
             workflow_id=workflow_id,
             user_id=user.id,
             deployment_name=body.deployment_name,
             deployment=deployment,
         )
     except DuplicateDeploymentName as exc:
+        # A launch of the same name won the race since the check: this workflow's own
+        # record step meets the same refusal and ends it with nothing built.
         raise Conflict(str(exc)) from None
-    if new is None:  # the same key, sent twice at once: the other request won
-        return await _earlier(session, user, workflow_id, body)
-    try:
-        await temporal.start_workflow(
-            DeployWorkflow.run,
-            _request(new.id, body, user, settings),
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            # Running: an earlier attempt with this key started it and then lost its row.
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=_search_attributes(user, new.id, deployment),
-        )
-    except RPCError as exc:
-        # The transaction rolls back with the request: nothing half-made is left.
-        raise TemporalUnavailable(
-            f"the workflow service is unavailable, nothing was created: {exc.message}"
-        ) from None
-    except WorkflowAlreadyStartedError:
-        # That earlier run is over: its deployment is the answer, if it recorded one.
-        await session.rollback()
-        await session.refresh(user)  # the rollback expired it; the response still reads it
-        return await _earlier(session, user, workflow_id, body)
     await session.commit()
+    if new is None:  # the workflow's first step was quicker and wrote the row itself
+        return await _detail_of(session, user, deployment_id)
     # Everything the detail view shows is in hand: no need to read it back.
     return {
         "id": new.id,
@@ -163,6 +179,72 @@ async def launch_deployment(
             for disk in deployment.disks
         ],
     }
+
+
+# Errors after which the service may still have started the workflow.
+_OUTCOME_UNKNOWN = frozenset(
+    {
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.UNKNOWN,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.INTERNAL,
+    }
+)
+
+
+def _start_not_confirmed(
+    exc: RPCError, deployment_id: int, idempotency_key: str | None
+) -> TemporalUnavailable:
+    if exc.status not in _OUTCOME_UNKNOWN:
+        return TemporalUnavailable(
+            f"the workflow service refused the start, nothing was created: {exc.message}"
+        )
+    retry = (
+        "Retrying with the same Idempotency-Key is safe: it answers with this deployment "
+        "if it started, and starts it once if not."
+        if idempotency_key is not None
+        else f"If it started, it appears as deployment {deployment_id} within moments; "
+        "send an Idempotency-Key to make such retries safe."
+    )
+    return TemporalUnavailable(
+        f"the workflow service did not confirm the start ({exc.message}); whether the "
+        f"deployment started is unknown. {retry}"
+    )
+
+
+async def _adopt(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    user: User,
+    workflow_id: str,
+    body: DeploymentCreate,
+) -> dict[str, Any]:
+    """The key's workflow exists already (a concurrent request, or an earlier one whose answer
+    was lost): answer with its deployment, which its own first step records if no request did.
+    The API writes nothing here: that workflow runs with its own request, not this one."""
+    deadline = asyncio.get_running_loop().time() + ADOPT_WAIT_S
+    while asyncio.get_running_loop().time() < deadline:
+        if await find_deployment_by_workflow(session, workflow_id) is not None:
+            return await _earlier(session, user, workflow_id, body)
+        await session.commit()  # end the read (nothing written): hold nothing while waiting
+        await asyncio.sleep(0.2)
+    try:
+        description = await temporal.get_workflow_handle(workflow_id).describe(
+            rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_s)
+        )
+    except RPCError as exc:
+        raise TemporalUnavailable(
+            f"the workflow service did not answer ({exc.message}); retry with the same "
+            "Idempotency-Key"
+        ) from None
+    if description.close_time is not None:  # over, and it never recorded a deployment
+        return await _earlier(session, user, workflow_id, body)
+    raise TemporalUnavailable(
+        "the deployment this Idempotency-Key started is not recorded yet (no worker has run "
+        "its first step); retry with the same key"
+    )
 
 
 async def _detail_of(session: AsyncSession, user: User, deployment_id: int) -> dict[str, Any]:

@@ -259,3 +259,15 @@ async def record_step(session: AsyncSession, step: RecordStepInput) -> bool:
         )
         stmt = stmt.add_cte(disks)
     return (await (await session.connection()).execute(stmt)).scalar() is not None
+
+
+async def next_deployment_id(session: AsyncSession) -> int:
+    """A fresh deployment id from the table's sequence: the launch names its workflow's
+    deployment before any row exists."""
+    stmt = select(func.nextval(func.pg_get_serial_sequence("deployments", "id")))
+    return int((await (await session.connection()).execute(stmt)).scalar_one())
+
+
+async def deployment_name_taken(session: AsyncSession, user_id: int, name: str) -> bool:
+    stmt = select(exists().where(Deployment.user_id == user_id, Deployment.deployment_name == name))
+    return bool((await (await session.connection()).execute(stmt)).scalar())

@@ -235,31 +235,6 @@ async def test_a_key_whose_earlier_request_failed_is_409_not_a_second_run(
     assert await _counts(sessionmaker) == (0, 0, 0)
 
 
-class _TemporalDown:
-    async def start_workflow(self, *args: Any, **kwargs: Any) -> None:
-        from temporalio.service import RPCError, RPCStatusCode
-
-        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
-
-
-async def test_temporal_down_is_503_and_leaves_no_deployment_behind(
-    settings: Any, make_user: Any, make_template: Any, sessionmaker: SessionMaker
-) -> None:
-    from api.app import create_app
-
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        app.state.temporal = _TemporalDown()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            alice = await make_user("operator")
-            body = {"template_id": await make_template(), "deployment_name": "pg-one"}
-            response = await http.post("/api/deployments", json=body, headers=alice.headers)
-    assert response.status_code == 503
-    assert response.headers["Retry-After"]
-    assert await _counts(sessionmaker) == (0, 0, 0)
-
-
 async def test_the_201_is_what_a_get_then_returns(
     api: httpx.AsyncClient, make_user: Any, make_template: Any
 ) -> None:
