@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint bench clean
+.PHONY: dev test lint bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# N deployments on the embedded stack while the worker is SIGKILLed K times and PostgreSQL and
+# Temporal restart once each; one JSON line, exit 1 unless nothing is stuck, duplicated or leaked.
+N ?= 30
+K ?= 5
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos --deployments $(N) --worker-kills $(K)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -93,6 +93,7 @@ class Findings:
             "history_duplicates_by_kind": self.duplicated,
             "runs_started_twice": self.runs_started_twice,
             "runs_on_disk": len(on_disk),
+            "playbook_starts": sum(self.playbook_starts.values()),
             "runs_never_started": sorted(j for j, n in self.playbook_starts.items() if n == 0),
             "runs_on_disk_not_in_history": sorted(on_disk - self.triggered_jobs),
             "runs_in_history_not_on_disk": sorted(self.triggered_jobs - on_disk),

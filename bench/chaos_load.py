@@ -83,6 +83,10 @@ class StatusBoard:
         self._dsn = dsn
         self._interval = interval_s
         self.statuses: dict[int, str] = {}
+        # Reads are numbered: a status read by a query that began before an operation was
+        # accepted may predate it (`wait_for(..., newer_than=...)`).
+        self.round = 0
+        self._read_in: dict[int, int] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.reconnects = 0
@@ -93,11 +97,19 @@ class StatusBoard:
             self._task = asyncio.create_task(self._poll())
 
     async def wait_for(
-        self, deployment_id: int, wanted: frozenset[str], expired: Callable[[], bool]
+        self,
+        deployment_id: int,
+        wanted: frozenset[str],
+        expired: Callable[[], bool],
+        newer_than: int = 0,
     ) -> str | None:
-        """The status once it is one of `wanted`; None when `expired()` says to stop waiting."""
+        """The status once it is one of `wanted`, as read by a query begun after round
+        `newer_than`; None when `expired()` says to stop waiting."""
         self.watch(deployment_id)
-        while self.statuses.get(deployment_id) not in wanted:
+        while (
+            self.statuses.get(deployment_id) not in wanted
+            or self._read_in.get(deployment_id, 0) <= newer_than
+        ):
             if expired():
                 return None
             self._changed.clear()
@@ -113,12 +125,15 @@ class StatusBoard:
             try:
                 if connection is None or connection.is_closed():
                     connection = await asyncpg.connect(self._dsn, timeout=5)
+                self.round += 1
+                this_round = self.round
                 rows = await connection.fetch(
                     "SELECT id, status FROM deployments WHERE id = ANY($1::bigint[])",
                     list(self.statuses),
                 )
                 for row in rows:
                     self.statuses[row["id"]] = row["status"]
+                    self._read_in[row["id"]] = this_round
                 self._changed.set()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 # PostgreSQL is restarting: read again once it is back.
@@ -180,18 +195,22 @@ class Load:
             raise RuntimeError(f"launch {d.name}: HTTP {answer.status_code} {answer.text[:300]}")
         d.id = int(answer.json()["id"])
         self.board.watch(d.id)
+        since = 0  # statuses read by queries begun before the last answer may be stale
         if d.role == Role.CANCEL:
             await asyncio.sleep(d.cancel_after_s)
             accepted = await self._operate(d, "cancel")
+            since = self.board.round
             if not accepted:  # it settled first: what is left of it goes by destroy
-                settled = await self.board.wait_for(d.id, FINAL, self.expired)
+                settled = await self.board.wait_for(d.id, FINAL, self.expired, since)
                 if settled in SETTLED:
                     await self._operate(d, "destroy")
+                    since = self.board.round
         elif d.role == Role.DESTROY:
             settled = await self.board.wait_for(d.id, FINAL, self.expired)
             if settled in SETTLED:
                 await self._operate(d, "destroy")
-        d.status = await self.board.wait_for(d.id, FINAL, self.expired)
+                since = self.board.round
+        d.status = await self.board.wait_for(d.id, FINAL, self.expired, since)
 
     async def _operate(self, d: Tracked, operation: str) -> bool:
         """POST the operation; True when accepted (202), False when refused (409)."""
