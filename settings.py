@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +28,14 @@ class Settings(BaseSettings):
     # Signs API tokens. The embedded stack generates one per data directory.
     secret_key: str = Field(default="", repr=False)
     access_token_minutes: int = 60
+    # Derives each pipeline run's callback token (domain/callback_tokens.py): the API verifies
+    # with it, the worker hands tokens out with it. Separate from secret_key so that the worker,
+    # which needs this one, never holds the key that signs API tokens. The embedded stack
+    # generates one per data directory (var/callback_secret).
+    callback_secret: str = Field(default="", repr=False)
+    # Serve Swagger UI at /docs (its files from a package, under a strict CSP). Off unless asked
+    # for: the embedded dev stack turns it on; /openapi.json is served either way.
+    api_docs: bool = False
 
     # Sign-in (api/login_throttle.py, api/password_pool.py). Argon2 runs on this many threads of
     # its own, never on the event loop; at most sign_in_max_in_flight sign-ins are in progress
@@ -52,8 +61,18 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Live event streams (GET /api/deployments/{id}/events) one user may hold open at once, per
+    # API process; the next one is answered 429 (api/stream_slots.py).
+    max_event_streams_per_user: int = Field(default=8, ge=1)
     # Where the callback plugin reaches the API (it runs on Jenkins agents or in the worker).
     public_url: str = "http://127.0.0.1:8000"
+
+    # Names this worker's host in its own task queue (`<temporal_task_queue>@<host>`), where the
+    # runs it started on this machine (local runner) are watched and stopped. Empty: hostname.
+    worker_host: str = ""
+    # How long a run's host may leave a start, status check or stop untaken before the run
+    # counts as lost with its host (the deployment then fails with that reason).
+    host_answer_timeout_s: int = 300
 
     # Which pipeline runner the worker uses: "local" (ansible-runner on the worker's host, the
     # embedded default), "jenkins", or "manual" (an external system sends the callback).
@@ -86,6 +105,11 @@ class Settings(BaseSettings):
     # Embedded stack: where PostgreSQL's data, Temporal's database file and secrets live.
     data_dir: Path = PROJECT_ROOT / "var"
     admin_password: str = Field(default="", repr=False)
+
+
+    def host_task_queue(self) -> str:
+        """This worker host's own task queue."""
+        return f"{self.temporal_task_queue}@{self.worker_host or socket.gethostname()}"
 
 
 @lru_cache

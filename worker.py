@@ -1,10 +1,17 @@
-"""The Temporal worker: DeployWorkflow and every activity. Run as many as you like."""
+"""The Temporal worker: DeployWorkflow and every activity. Run as many as you like.
+
+Each worker polls two task queues: the shared one (workflows and every activity) and its host's
+own, `<queue>@<host>` (the runner's calls only). A run of a host-bound runner (the local runner:
+its processes and files are on the machine that started it) is started, watched and stopped
+through its host's queue, so a status check never lands on a host that does not have the run.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -12,6 +19,7 @@ from temporalio.worker import Worker
 from activities.deployment_activities import DeploymentActivities
 from activities.pipeline_activities import PipelineActivities
 from db.session import SessionMaker, create_engine, create_sessionmaker
+from domain.callback_tokens import check_callback_secret
 from pipeline.factory import make_runner
 from pipeline.runner import PipelineRunner
 from settings import Settings, get_settings
@@ -19,6 +27,25 @@ from vocabulary.activities import activity_methods
 from workflows.deploy import DeployWorkflow
 
 log = logging.getLogger("provisio.worker")
+
+
+class ProvisioWorker:
+    """The shared queue's worker and this host's: they start, run and stop together."""
+
+    def __init__(self, *workers: Worker) -> None:
+        self._workers = workers
+
+    async def run(self) -> None:
+        await asyncio.gather(*(worker.run() for worker in self._workers))
+
+    async def __aenter__(self) -> ProvisioWorker:
+        for worker in self._workers:
+            await worker.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        for worker in reversed(self._workers):
+            await worker.__aexit__(*exc_info)
 
 
 def build_worker(
@@ -29,10 +56,10 @@ def build_worker(
     executor: ThreadPoolExecutor,
     deployments: DeploymentActivities | None = None,
     pipelines: PipelineActivities | None = None,
-) -> Worker:
+) -> ProvisioWorker:
     deployments = deployments or DeploymentActivities(sessionmaker)
     pipelines = pipelines or PipelineActivities(runner, settings)
-    return Worker(
+    shared = Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[DeployWorkflow],
@@ -40,10 +67,19 @@ def build_worker(
         # Runner calls block (python-jenkins, ansible-runner): they run on this pool.
         activity_executor=executor,
     )
+    host = Worker(
+        client,
+        task_queue=settings.host_task_queue(),
+        activities=[pipelines.start_pipeline, pipelines.pipeline_status, pipelines.cancel_pipeline],
+        activity_executor=executor,
+    )
+    return ProvisioWorker(shared, host)
 
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    # Every run's callback token is made with it: refuse to start rather than fail each run.
+    check_callback_secret(settings.callback_secret)
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     engine = create_engine(settings.database_url)
     try:
@@ -51,7 +87,11 @@ async def run_worker(settings: Settings | None = None) -> None:
             worker = build_worker(
                 client, settings, create_sessionmaker(engine), make_runner(settings), executor
             )
-            log.info("worker polling %s", settings.temporal_task_queue)
+            log.info(
+                "worker polling %s and %s",
+                settings.temporal_task_queue,
+                settings.host_task_queue(),
+            )
             await worker.run()
     finally:
         await engine.dispose()

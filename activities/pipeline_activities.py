@@ -15,13 +15,18 @@ from settings import Settings
 from vocabulary.activities import PipelineSteps
 from vocabulary.contracts import StartPipelineInput
 from vocabulary.errors import UNSAFE_VARIABLES
-from vocabulary.runs import RunRef, RunStatus
+from vocabulary.runs import RunHost, RunRef, RunStatus
 
 
 class PipelineActivities(PipelineSteps):
     def __init__(self, runner: PipelineRunner, settings: Settings) -> None:
         self._runner = runner
         self._settings = settings
+        self._host = RunHost(settings.host_task_queue() if runner.host_bound else None)
+
+    @activity.defn
+    def run_host(self) -> RunHost:
+        return self._host
 
     @activity.defn
     def start_pipeline(self, data: StartPipelineInput) -> RunRef:
@@ -69,7 +74,7 @@ class PipelineActivities(PipelineSteps):
             run=data.run,
             callback_url=callback_url(base, data.deployment_id, data.run),
             callback_token=callback_token(
-                self._settings.secret_key, data.deployment_id, data.workflow_id, data.run
+                self._settings.callback_secret, data.deployment_id, data.workflow_id, data.run
             ),
             variables={
                 "provisio_deployment": {

@@ -90,6 +90,7 @@ def _request(
         poll_interval_s=settings.pipeline_poll_interval_s,
         default_failure_retention_s=settings.default_failure_retention_s,
         max_history_events=settings.workflow_max_history_events,
+        host_answer_timeout_s=settings.host_answer_timeout_s,
     )
 
 

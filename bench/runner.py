@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from bench.events import event, host_stats, signed_request
@@ -35,6 +36,8 @@ log = logging.getLogger("bench.runner")
 
 
 class BenchRunner:
+    host_bound: ClassVar[bool] = False
+
     def __init__(self, *, sender_threads: int = 8, attempts: int = 20) -> None:
         self._runs: dict[tuple[int, int], RunRef] = {}
         self._states: dict[str, RunStatus] = {}

@@ -49,7 +49,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -81,6 +81,8 @@ class JenkinsRunnerError(RuntimeError):
 
 
 class JenkinsRunner:
+    host_bound: ClassVar[bool] = False
+
     def __init__(
         self,
         settings: Settings,

@@ -62,7 +62,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.ansible_vars import write_vars_file
 from pipeline.runner import PipelineRequest
@@ -101,6 +101,8 @@ class LocalRunnerError(RuntimeError):
 
 
 class LocalRunner:
+    host_bound: ClassVar[bool] = True  # its processes and data live on this host
+
     def __init__(
         self,
         settings: Settings,

@@ -6,6 +6,8 @@ destroy) and the run number from the job id and the workflow's history."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pipeline.runner import PipelineRequest
 from vocabulary.runs import RunRef, RunState, RunStatus
 
@@ -13,6 +15,8 @@ JOB_PREFIX = "manual-"
 
 
 class ManualRunner:
+    host_bound: ClassVar[bool] = False
+
     def find_run(self, deployment_id: int, run: int) -> RunRef | None:
         return None
 

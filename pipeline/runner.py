@@ -8,7 +8,7 @@ retried activity never starts a second run for the same deployment.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from vocabulary.runs import RunAction, RunRef, RunStatus
 
@@ -29,6 +29,10 @@ class PipelineRequest:
 
 
 class PipelineRunner(Protocol):
+    # True when a run lives on the worker host that started it (its processes, its files):
+    # then only that host's worker may watch or stop it.
+    host_bound: ClassVar[bool]
+
     def find_run(self, deployment_id: int, run: int) -> RunRef | None:
         """The deployment's run number `run` if it was started already (whatever its state), else
         None. Runs of one deployment are distinct: run 2 is never found as run 1."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from pipeline.runner import PipelineRequest
 from vocabulary.runs import RunAction, RunRef, RunState, RunStatus
@@ -16,6 +17,8 @@ class RecordingRunnerDouble:
 
     Job ids are `double-<deployment id>` for a deployment's first run and
     `double-<deployment id>-<run>` for the runs after it."""
+
+    host_bound: ClassVar[bool] = False
 
     state: RunState = RunState.UNKNOWN
     reason: str | None = None

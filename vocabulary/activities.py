@@ -25,7 +25,7 @@ from vocabulary.contracts import (
     StartPipelineInput,
     ValidatedDeployment,
 )
-from vocabulary.runs import RunRef, RunStatus
+from vocabulary.runs import RunHost, RunRef, RunStatus
 
 
 class DeploymentSteps:
@@ -62,6 +62,11 @@ class DeploymentSteps:
 
 class PipelineSteps:
     """Calls to the pipeline runner. Blocking libraries: sync, run on the worker's thread pool."""
+
+    @activity.defn
+    def run_host(self) -> RunHost:
+        """Where this worker's runs live: the worker that takes this holds the deployment's."""
+        raise NotImplementedError
 
     @activity.defn
     def start_pipeline(self, data: StartPipelineInput) -> RunRef:

@@ -14,7 +14,7 @@ from typing import Any
 
 from vocabulary.disks import DiskOverride, DiskSpec, DiskState
 from vocabulary.operations import Operation
-from vocabulary.runs import RunAction, RunRef
+from vocabulary.runs import RunAction, RunHost, RunRef
 from vocabulary.statuses import DeploymentStatus
 
 JSON = dict[str, Any]
@@ -41,6 +41,7 @@ class DeploymentState:
     attempt: int
     runs: int
     retained_until: datetime | None = None
+    host: RunHost | None = None  # None until the first run chose it
 
 
 @dataclass
@@ -59,6 +60,8 @@ class DeployRequest:
     default_failure_retention_s: int = 86400
     # Continue as new past this many history events (or when Temporal suggests it).
     max_history_events: int = 2000
+    # How long a run's host may leave a call to it untaken before the run counts as lost.
+    host_answer_timeout_s: int = 300
     # Set when the workflow continues as new: where the deployment stands.
     resume: DeploymentState | None = None
 

@@ -56,3 +56,12 @@ class RunStatus:
     stats: dict[str, Any] | None = None
     # The run's current reference when it changed (a Jenkins queue item became a build).
     ref: RunRef | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class RunHost:
+    """Where a deployment's runs are started, watched and stopped: the task queue of the one
+    worker host that holds them (the local runner's processes and files live there), or None
+    when any worker reaches the runner (Jenkins, manual). Chosen once, at the first run."""
+
+    task_queue: str | None = None

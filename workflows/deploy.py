@@ -19,7 +19,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import TimeoutError as CallTimeout
 
 with workflow.unsafe.imports_passed_through():
     from vocabulary.activities import DeploymentSteps, PipelineSteps
@@ -42,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from vocabulary.disks import DiskState
     from vocabulary.errors import OPERATION_REFUSED, REJECTIONS
     from vocabulary.operations import ENTERED_FROM, Operation, refusal
-    from vocabulary.runs import RunAction, RunRef, RunState, RunStatus
+    from vocabulary.runs import RunAction, RunHost, RunRef, RunState, RunStatus
     from vocabulary.statuses import DeploymentStatus as S
     from workflows import search_attributes as sa
 
@@ -95,6 +96,8 @@ class DeployWorkflow:
         self._finished: dict[int, PipelineFinished] = {}
         self._check_timer: asyncio.Future[None] | None = None
         self._destroy_reason = ""
+        self._host: RunHost | None = None  # where the runs live; chosen at the first run
+        self._host_silent = False  # the host left a call untaken for host_answer_timeout_s
         if request.resume is not None:
             state = request.resume
             self._deployment = state.deployment
@@ -102,6 +105,7 @@ class DeployWorkflow:
             self._attempt = state.attempt
             self._runs = state.runs
             self._retained_until = state.retained_until
+            self._host = state.host
 
     @workflow.run
     async def run(self, request: DeployRequest) -> DeployResult:
@@ -247,7 +251,7 @@ class DeployWorkflow:
         try:
             run = await self._start_run(RunAction.DEPLOY, S.QUEUED)
         except ActivityError as error:
-            reason = f"Deployment failed: {error.cause or error}"
+            reason = f"Deployment failed: {self._run_error(error)}"
             await self._fail(_key("result", self._runs), reason)
             return
         if self._status == S.CANCELLING:
@@ -333,6 +337,7 @@ class DeployWorkflow:
             attempt=self._attempt,
             runs=self._runs,
             retained_until=self._retained_until,
+            host=self._host,
         )
         workflow.continue_as_new(dataclasses.replace(self._request, resume=state))
 
@@ -341,7 +346,7 @@ class DeployWorkflow:
         try:
             run = await self._start_run(RunAction.DESTROY, self._status)
         except ActivityError as error:
-            return False, f"could not start the teardown: {error.cause or error}"
+            return False, f"could not start the teardown: {self._run_error(error)}"
         # Not the template's callback timeout: a template may bound its deploy tightly (a
         # quick smoke run) while a teardown cut short leaves half its disks behind.
         timeout = timedelta(seconds=self._request.default_callback_timeout_s)
@@ -353,11 +358,14 @@ class DeployWorkflow:
     async def _stop_run(self, run: RunRef) -> bool:
         """Stop a run and wait until the runner reports it ended. False if it never does."""
         try:
-            await workflow.execute_activity_method(PipelineSteps.cancel_pipeline, run, **STOP_RUN)
-        except ActivityError:
+            await workflow.execute_activity_method(
+                PipelineSteps.cancel_pipeline, run, **await self._on_host(STOP_RUN)
+            )
+        except ActivityError as error:
             workflow.logger.warning("could not stop pipeline run %s", run.job_id)
+            self._run_error(error)
         deadline = workflow.now() + STOP_CONFIRM_TIMEOUT
-        while workflow.now() < deadline:
+        while workflow.now() < deadline and not self._host_silent:
             status = await self._check_run(run)
             if status is not None and (status.state.is_final or status.state == RunState.UNKNOWN):
                 return True
@@ -378,8 +386,11 @@ class DeployWorkflow:
             action=action,
             run=run_number,
         )
-        run = await workflow.execute_activity_method(PipelineSteps.start_pipeline, start, **TRIGGER)
+        run = await workflow.execute_activity_method(
+            PipelineSteps.start_pipeline, start, **await self._on_host(TRIGGER)
+        )
         self._run = run
+        self._host_silent = False
         what = "Pipeline" if action == RunAction.DEPLOY else "Teardown"
         step = self._make_step(
             _key("triggered", run_number),
@@ -417,6 +428,13 @@ class DeployWorkflow:
             finished = self._finished.get(run_number)
             if finished is not None:
                 return _outcome_of(finished)
+            if self._host_silent:
+                reason = self._host_silent_reason()
+                return (
+                    S.FAILED,
+                    f"Pipeline run lost: {reason}",
+                    {"job_id": run.job_id, "reason": reason},
+                )
             remaining = deadline - workflow.now()
             if remaining <= timedelta(0):
                 await self._stop_run(run)
@@ -432,7 +450,9 @@ class DeployWorkflow:
             if not await self._wait_or_check(min(poll, remaining), woken):
                 continue
             status = await self._check_run(run)
-            if status is not None and status.ref is not None:
+            if status is None:
+                continue  # the runner did not answer: keep waiting (its host may be gone)
+            if status.ref is not None:
                 run = status.ref
                 self._run = run
                 await workflow.execute_activity_method(
@@ -440,7 +460,7 @@ class DeployWorkflow:
                     RecordRunInput(self._request.deployment_id, run),
                     **DB_STEP,
                 )
-            if status is None or not status.state.is_final:
+            if not status.state.is_final:
                 continue
             # The run is over but its final callback has not come: give it a moment, then
             # take the runner's word for the result.
@@ -468,10 +488,43 @@ class DeployWorkflow:
     async def _check_run(self, run: RunRef) -> RunStatus | None:
         try:
             return await workflow.execute_activity_method(
-                PipelineSteps.pipeline_status, run, **STATUS_CHECK
+                PipelineSteps.pipeline_status, run, **await self._on_host(STATUS_CHECK)
             )
-        except ActivityError:
+        except ActivityError as error:
+            self._run_error(error)
             return None  # the runner is unreachable: keep waiting; the timeout still holds
+
+    # --- the runs' host -----------------------------------------------------------------------
+
+    async def _on_host(self, options: dict[str, Any]) -> dict[str, Any]:
+        """`options` for a call that must reach the runs' host: its own task queue, and a bound
+        on how long the call may wait there untaken."""
+        if self._host is None:
+            # The worker that takes this is the one whose host will hold the runs.
+            self._host = await workflow.execute_activity_method(PipelineSteps.run_host, **DB_STEP)
+        if self._host.task_queue is None:
+            return options
+        silence = timedelta(seconds=self._request.host_answer_timeout_s)
+        return {
+            **options,
+            "task_queue": self._host.task_queue,
+            "schedule_to_start_timeout": silence,
+        }
+
+    def _run_error(self, error: ActivityError) -> str:
+        """What went wrong with a call to the runner; notes a host that stopped answering."""
+        cause = error.cause
+        if isinstance(cause, CallTimeout) and cause.type == TimeoutType.SCHEDULE_TO_START:
+            self._host_silent = True
+            return self._host_silent_reason()
+        return str(cause or error)
+
+    def _host_silent_reason(self) -> str:
+        queue = self._host.task_queue if self._host else None
+        return (
+            f"its host stopped answering: no worker took a call from {queue} within "
+            f"{self._request.host_answer_timeout_s}s"
+        )
 
     # --- steps --------------------------------------------------------------------------------
 

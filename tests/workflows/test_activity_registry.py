@@ -59,7 +59,7 @@ def test_an_implementation_missing_an_activity_is_refused() -> None:
         def start_pipeline(self, data: StartPipelineInput) -> RunRef:
             return RunRef("job-1")
 
-    with pytest.raises(TypeError, match="does not implement pipeline_status"):
+    with pytest.raises(TypeError, match="does not implement run_host"):
         activity_methods(Partial())
     with pytest.raises(TypeError, match="implements no activity interface"):
         activity_methods(object())
