@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -168,16 +169,37 @@ class CallbackSignature(Base):
     received_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
 
 
+class LoginScope(StrEnum):
+    """What a `login_failures` row counts for (api/login_throttle.py)."""
+
+    ACCOUNT = "account"  # a username, from anywhere: its backoff
+    CLIENT = "client"  # a client address, for any username: its failures per window
+    KNOWN_CLIENT = "known_client"  # an address that signed in as a user: its own backoff
+
+
 class LoginFailure(Base):
-    """Addition: recent failed logins, shared by every API process, for throttling guesses."""
+    """Addition: sign-in throttling state, shared by every API process. One row per key: an
+    account (`username`), a client address (`client`), or an address that signed in as a user
+    (both). A row past `expires_at` says nothing any more and may be deleted."""
 
     __tablename__ = "login_failures"
     __table_args__ = (
-        Index("ix_login_failures_username_at", "username", "failed_at"),
-        Index("ix_login_failures_client_at", "client", "failed_at"),
+        CheckConstraint(
+            _one_of("scope", tuple(scope.value for scope in LoginScope)),
+            name="login_failures_scope_valid",
+        ),
+        Index("ix_login_failures_expires_at", "expires_at"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    username: Mapped[str] = mapped_column(String(255))
-    client: Mapped[str] = mapped_column(String(64))
-    failed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    username: Mapped[str] = mapped_column(String(255), primary_key=True, server_default="")
+    client: Mapped[str] = mapped_column(String(64), primary_key=True, server_default="")
+    # Attempts counted as failed (an attempt counts from before its password is checked).
+    failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    # account, known_client: no attempt before this (the backoff).
+    blocked_until: Mapped[datetime] = mapped_column(server_default=func.now())
+    # client: when the window its failures are counted in began.
+    window_started_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # known_client: when this address last signed in as this user.
+    succeeded_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime] = mapped_column(server_default=func.now())

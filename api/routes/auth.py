@@ -6,18 +6,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
+from api.client_address import request_client_address
 from api.deps import SessionDep, SettingsDep
-from api.errors import DomainError, NotAuthenticated
-from api.login_throttle import WINDOW_S, clear_failures, is_throttled, record_failure
+from api.errors import NotAuthenticated
+from api.login_throttle import record_success, reserve_attempt
+from api.password_pool import password_pool
 from api.schemas import Token, error_responses
-from api.security import create_access_token, verify_password
+from api.security import create_access_token
 from db.models import User
 
-router = APIRouter(tags=["auth"], responses=error_responses(401, 429))
-
-
-class TooManyAttempts(DomainError):
-    status_code = 429
+router = APIRouter(tags=["auth"], responses=error_responses(401, 429, 503))
 
 
 @router.post("/api/auth/token")
@@ -27,18 +25,18 @@ async def login(
     session: SessionDep,
     settings: SettingsDep,
 ) -> Token:
-    client = request.client.host if request.client else "unknown"
-    if await is_throttled(session, form.username, client):
-        raise TooManyAttempts(
-            f"too many failed sign-ins; try again within {WINDOW_S // 60} minutes"
-        )
-    user = await session.scalar(select(User).where(User.username == form.username))
-    valid, new_hash = verify_password(form.password, user.password_hash if user else None)
+    pool = password_pool(settings)
+    with pool.sign_in_slot():
+        address = request_client_address(request, settings.trusted_proxies)
+        reservation = await reserve_attempt(session, form.username, address, settings)
+        user = await session.scalar(select(User).where(User.username == form.username))
+        # The attempt counts before the password is checked; committing also gives the database
+        # connection back for the slow part.
+        await session.commit()
+        valid, new_hash = await pool.verify(form.password, user.password_hash if user else None)
     if user is None or not valid or not user.is_active:
-        await record_failure(session, form.username, client)
-        await session.commit()  # the failure counts even though this request fails
         raise NotAuthenticated("Incorrect username or password")
-    await clear_failures(session, form.username)
+    await record_success(session, reservation, settings)
     if new_hash is not None:  # hashing parameters changed since this password was set
         user.password_hash = new_hash
     token = create_access_token(user.id, settings.secret_key, settings.access_token_minutes)
