@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from api.api_docs import install_api_docs
 from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handler
 from api.routes import auth, callbacks, deployments, events, health, templates, ui, users
 from db.session import create_autocommit_sessionmaker, create_engine, create_sessionmaker
+from domain.callback_tokens import check_callback_secret
 from settings import Settings, get_settings
 
 
@@ -19,6 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     if len(settings.secret_key) < 32:
         raise ValueError("PROVISIO_SECRET_KEY must be at least 32 characters")
+    check_callback_secret(settings.callback_secret, api_secret_key=settings.secret_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,7 +37,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await engine.dispose()
 
-    app = FastAPI(title="Provisio", version="1", lifespan=lifespan)
+    # FastAPI's own /docs and /redoc load their scripts from a CDN: off, and Swagger UI only
+    # when asked for, from local files (api/api_docs.py). /openapi.json stays.
+    app = FastAPI(
+        title="Provisio",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    if settings.api_docs:
+        install_api_docs(app)
     app.add_middleware(BodyLimitMiddleware)
     install_error_handler(app)
     for module in (health, auth, users, templates, deployments, events, callbacks, ui):

@@ -76,6 +76,7 @@ class BenchStack:
     temporal_file: bool = False
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="provisio-bench-")))
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    callback_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     operator_password: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     database_url: str = ""
@@ -120,6 +121,9 @@ class BenchStack:
             "PROVISIO_TEMPORAL_ADDRESS": self.temporal_address,
             "PROVISIO_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui_port}",
             "PROVISIO_SECRET_KEY": self.secret_key,
+            "PROVISIO_CALLBACK_SECRET": self.callback_secret,
+            # The reads scenario's HTTP floor is GET /docs.
+            "PROVISIO_API_DOCS": "true",
             "PROVISIO_API_HOST": "127.0.0.1",
             "PROVISIO_API_PORT": str(api_port),
             "PROVISIO_PUBLIC_URL": self.api_url,

@@ -26,6 +26,13 @@ class EmbeddedPostgres:
             )
         self.socket_dir = self._server.get_postmaster_info().socket_dir
 
+    @property
+    def system_user(self) -> str | None:
+        """The OS user the server runs as when we are root (PostgreSQL refuses to run as root),
+        else None: it runs as us. That user must be able to reach the data directory."""
+        user = self._server.system_user
+        return str(user) if user else None
+
     def url(self, database: str) -> str:
         return f"postgresql+asyncpg://postgres@/{database}?host={self.socket_dir}"
 

@@ -4,31 +4,49 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from db.migrate import upgrade
 from db.session import create_engine, create_sessionmaker
 from devstack import temporal
+from devstack.child_env import child_environment
 from devstack.host_tools import doctor
 from devstack.postgres import EmbeddedPostgres
+from devstack.private_data import (
+    make_private_dir,
+    stable_secret,
+    tighten_files,
+    use_private_umask,
+)
 from devstack.seed import ensure_admin, ensure_sample_templates
 from settings import Settings
 
 
-def _secret_key(settings: Settings) -> str:
-    """A stable key per data directory, so tokens and callback tokens survive restarts."""
-    if settings.secret_key:
-        return settings.secret_key
-    path = settings.data_dir / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+def process_environments(
+    settings: Settings, database_url: str, base: dict[str, str]
+) -> dict[str, dict[str, str]]:
+    """The API's and the worker's environments, each with its own secrets only (the worker never
+    gets the key that signs API tokens). Secrets are stable per data directory, so sign-ins and
+    the callback tokens of running deployments survive a restart."""
+    data_dir = settings.data_dir
+    callback_secret = stable_secret(settings.callback_secret, data_dir / "callback_secret")
+    worker = {"database_url": database_url, "callback_secret": callback_secret}
+    if settings.jenkins_token:
+        worker["jenkins_token"] = settings.jenkins_token
+    # Swagger UI at /docs is on here unless the user turned it off (it is off by default).
+    api_docs = settings.api_docs if "api_docs" in settings.model_fields_set else True
+    api = {
+        "database_url": database_url,
+        "secret_key": stable_secret(settings.secret_key, data_dir / "secret_key"),
+        "callback_secret": callback_secret,
+        "api_docs": str(api_docs).lower(),
+    }
+    return {"worker": child_environment(base, worker), "api": child_environment(base, api)}
 
 
 async def _seed(database_url: str, admin_password: str) -> bool:
@@ -54,9 +72,14 @@ def _spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[byt
 
 
 def run_dev_stack(settings: Settings) -> None:
+    # var/ holds secrets, Temporal's database and logs: nothing in it is for other users.
+    use_private_umask()
     data_dir = settings.data_dir
     logs = data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
+    make_private_dir(logs)
+    tighten_files(data_dir)
+    tighten_files(logs)
     children: list[subprocess.Popen[bytes]] = []
     postgres = None
 
@@ -72,6 +95,9 @@ def run_dev_stack(settings: Settings) -> None:
         database_url = settings.database_url
         if not database_url:
             postgres = EmbeddedPostgres(data_dir / "postgres")
+            # Run as root, embedded PostgreSQL opens the way to its data for its own user (it
+            # makes every parent directory world-readable): let that user, and no other, pass.
+            make_private_dir(data_dir, traversed_by=postgres.system_user)
             database_url = postgres.ensure_database("provisio")
         print("• PostgreSQL ready", flush=True)
 
@@ -81,7 +107,8 @@ def run_dev_stack(settings: Settings) -> None:
                 db_file=data_dir / "temporal.db",
                 ip=host,
                 port=int(port),
-                ui_port=8233,
+                # Where the stack says the UI is (PROVISIO_TEMPORAL_UI_URL); on the loopback only.
+                ui_port=urlsplit(settings.temporal_ui_url).port or 8233,
                 log_file=logs / "temporal.log",
             )
         )
@@ -91,20 +118,18 @@ def run_dev_stack(settings: Settings) -> None:
         admin_password = settings.admin_password or "admin"
         created = asyncio.run(_seed(database_url, admin_password))
 
-        env = {
-            **os.environ,
-            "PROVISIO_DATABASE_URL": database_url,
-            "PROVISIO_SECRET_KEY": _secret_key(settings),
-        }
-        children.append(_spawn("worker", env, logs / "worker.log"))
-        children.append(_spawn("api", env, logs / "api.log"))
+        environments = process_environments(settings, database_url, dict(os.environ))
+        children.append(_spawn("worker", environments["worker"], logs / "worker.log"))
+        children.append(_spawn("api", environments["api"], logs / "api.log"))
 
         credentials = admin_password if created else "(the password it was created with)"
         base = f"http://{settings.api_host}:{settings.api_port}"
+        with_docs = environments["api"]["PROVISIO_API_DOCS"] == "true"
+        docs = f"   (docs: {base}/docs)" if with_docs else ""
         print(
             f"""
 Provisio is up.
-  API + web UI   {base}   (docs: {base}/docs)
+  API + web UI   {base}{docs}
   Temporal UI    {settings.temporal_ui_url}
   Sign in        admin / {credentials}
   Logs           {logs}

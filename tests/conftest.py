@@ -97,6 +97,7 @@ def settings(database_url: str, temporal_address: str, clean_db: None) -> Settin
         public_url=f"http://127.0.0.1:{free_port()}",
         temporal_task_queue=f"test-{uuid.uuid4()}",
         secret_key="test-secret-key-0123456789abcdef-0123456789",
+        callback_secret="test-callback-secret-0123456789abcdef-0123456789",
         pipeline_poll_interval_s=1,
         default_callback_timeout_s=300,
     )

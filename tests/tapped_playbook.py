@@ -77,11 +77,11 @@ class TappedRun:
 
 
 async def run_playbook_into_api(
-    api_url: str, secret_key: str, deployment: dict[str, Any], tmp: Path
+    api_url: str, callback_secret: str, deployment: dict[str, Any], tmp: Path
 ) -> TappedRun:
     """Runs the playbook for `deployment` (its callback token derived like the API's), on a
     thread so that the test's event loop (and the worker in it) keeps running."""
-    token = callback_token(secret_key, deployment["id"], deployment["workflow_id"])
+    token = callback_token(callback_secret, deployment["id"], deployment["workflow_id"])
     path = f"/api/deployments/{deployment['id']}/callback"
     (tmp / "provision.yml").write_text(PLAYBOOK)
     (tmp / "inventory.yml").write_text(INVENTORY)

@@ -211,13 +211,80 @@ def published(service: dict[str, Any]) -> set[str]:
 
 def test_published_ports(services: dict[str, dict[str, Any]]) -> None:
     assert published(services["api"]) == {"8000:8000"}
-    assert published(services["temporal-ui"]) == {"8233:8080"}
+    assert published(services["temporal-ui"]) == {"127.0.0.1:8233:8080"}
     assert published(services["jenkins"]) == {"8080:8080"}
     assert published(services["postgres"]) == set()
-    # The Temporal frontend only on the host's loopback, for the operator's CLI.
-    assert all(port.startswith("127.0.0.1:") for port in published(services["temporal"]))
     host_ports = [port.rsplit(":", 1)[0] for svc in services.values() for port in published(svc)]
     assert len(host_ports) == len(set(host_ports)), host_ports
+
+
+def test_temporal_is_reachable_from_this_machine_only(services: dict[str, dict[str, Any]]) -> None:
+    # Neither the frontend nor the UI has a sign-in here: whoever reaches them can signal a
+    # deployment's workflow past the signed callback, or terminate it.
+    for name in ("temporal", "temporal-ui"):
+        ports = published(services[name])
+        assert ports, name
+        for port in ports:
+            assert port.startswith("127.0.0.1:") and port.count(":") == 2, f"{name}: {port}"
+
+
+# The temporalio/ui-server image's settings (its docker/config-template.yaml).
+UI_AUTH_SETTINGS = (
+    "TEMPORAL_AUTH_ENABLED",
+    "TEMPORAL_AUTH_PROVIDER_URL",
+    "TEMPORAL_AUTH_CLIENT_ID",
+    "TEMPORAL_AUTH_CLIENT_SECRET",
+    "TEMPORAL_AUTH_CALLBACK_URL",
+    "TEMPORAL_AUTH_SCOPES",
+)
+
+
+def test_the_temporal_ui_is_read_only_and_its_sign_in_documented(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    ui = environment(services["temporal-ui"])
+    assert ui["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+    # Nothing turns a single action back on behind the global switch's back.
+    assert not {key for key, value in ui.items() if key.endswith("_DISABLED") and value != "true"}
+    readme = (REPO / "README.md").read_text()
+    for name in UI_AUTH_SETTINGS:
+        assert name in readme, f"README does not say how to set {name}"
+
+
+def test_each_app_service_gets_only_its_own_secrets(services: dict[str, dict[str, Any]]) -> None:
+    api, worker, migrate = (environment(services[name]) for name in ("api", "worker", "migrate"))
+    # The worker makes callback tokens and drives Jenkins; it signs no sign-in.
+    assert "PROVISIO_SECRET_KEY" not in worker
+    assert {"PROVISIO_CALLBACK_SECRET", "PROVISIO_JENKINS_TOKEN"} <= set(worker)
+    # The API signs sign-ins and checks callbacks; it starts no build.
+    assert {"PROVISIO_SECRET_KEY", "PROVISIO_CALLBACK_SECRET"} <= set(api)
+    assert "PROVISIO_JENKINS_TOKEN" not in api
+    # Two secrets, from two variables.
+    assert api["PROVISIO_SECRET_KEY"] != api["PROVISIO_CALLBACK_SECRET"]
+    assert worker["PROVISIO_CALLBACK_SECRET"] == api["PROVISIO_CALLBACK_SECRET"]
+    # Only the one-shot that creates the first admin gets its password, and no other secret.
+    assert "PROVISIO_ADMIN_PASSWORD" not in api and "PROVISIO_ADMIN_PASSWORD" not in worker
+    assert not {"PROVISIO_SECRET_KEY", "PROVISIO_CALLBACK_SECRET"} & set(migrate)
+    assert "PROVISIO_ADMIN_PASSWORD" in migrate
+
+
+def test_api_docs_are_off_unless_turned_on(services: dict[str, dict[str, Any]]) -> None:
+    assert environment(services["api"])["PROVISIO_API_DOCS"] == "${PROVISIO_API_DOCS:-false}"
+    assert Settings.model_fields["api_docs"].default is False
+
+
+def test_the_env_file_is_never_committed(tmp_path: Path) -> None:
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def ignored(path: str) -> bool:
+        check = subprocess.run(
+            ["git", "check-ignore", "-q", "--no-index", path], cwd=REPO, check=False
+        )
+        return check.returncode == 0
+
+    assert ignored(".env") and ignored(".env.local")
+    assert not ignored(".env.example")
 
 
 def test_builds_and_mounted_files_exist_in_the_repo(compose: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ async def receive_callback(
     deployment's pipeline run `run` (its callback URL names it; its token signs only it)."""
     body = await request.body()
     target, verified = await authenticate(
-        session, settings.secret_key, deployment_id, run, timestamp, signature, body
+        session, settings.callback_secret, deployment_id, run, timestamp, signature, body
     )
     events = parse_events(body)
     stored, milestones = await store_events(session, target, run, verified, events)

@@ -59,7 +59,7 @@ async def _held_deployments(ctx: BenchContext, count: int) -> list[dict[str, Any
     finally:
         await conn.close()
     return [
-        {**c, "token": callback_token(ctx.stack.secret_key, c["id"], c["workflow_id"])}
+        {**c, "token": callback_token(ctx.stack.callback_secret, c["id"], c["workflow_id"])}
         for c in created
     ]
 

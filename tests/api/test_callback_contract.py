@@ -55,7 +55,7 @@ async def test_every_key_the_plugin_sends_arrives_in_history(
     await wait_status(http, operator, deployment["id"], S.QUEUED)
 
     run = await run_playbook_into_api(
-        settings.public_url, settings.secret_key, deployment, tmp_path
+        settings.public_url, settings.callback_secret, deployment, tmp_path
     )
     assert run.returncode == 2, run.output  # a task failed
     assert "provisio_callback" not in run.output  # the plugin warned of nothing

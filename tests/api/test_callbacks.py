@@ -50,7 +50,7 @@ async def deployment(
         return bool(r.json()["status"] == S.QUEUED)
 
     await wait_for(queued)
-    token = callback_token(settings.secret_key, body["id"], body["workflow_id"])
+    token = callback_token(settings.callback_secret, body["id"], body["workflow_id"])
     return {**body, "token": token, "headers": operator.headers}
 
 
@@ -153,7 +153,7 @@ async def test_forged_stale_replayed_and_cross_deployment_callbacks_write_nothin
     assert (await api.post(url, content=future_body, headers=future)).status_code == 401
 
     # Signed for this deployment, sent to another one's URL (and to one that does not exist).
-    other = callback_token(settings.secret_key, deployment["id"] + 1, "deployment-other")
+    other = callback_token(settings.callback_secret, deployment["id"] + 1, "deployment-other")
     body, headers = signed(other, payload)
     assert (await api.post(url, content=body, headers=headers)).status_code == 401
     body, headers = signed(deployment["token"], payload)

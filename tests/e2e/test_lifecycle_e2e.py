@@ -253,7 +253,7 @@ async def test_a_worker_killed_during_teardown_is_replaced_and_the_teardown_runs
         "PROVISIO_DATABASE_URL": local_settings.database_url,
         "PROVISIO_TEMPORAL_ADDRESS": local_settings.temporal_address,
         "PROVISIO_TEMPORAL_TASK_QUEUE": local_settings.temporal_task_queue,
-        "PROVISIO_SECRET_KEY": local_settings.secret_key,
+        "PROVISIO_CALLBACK_SECRET": local_settings.callback_secret,
         "PROVISIO_PUBLIC_URL": local_settings.public_url,
         "PROVISIO_RUNNER_DIR": str(local_settings.runner_dir),
         "PROVISIO_SANDBOX_ROOT": str(local_settings.sandbox_root),

@@ -36,7 +36,9 @@ async def send_events(
 ) -> dict[str, Any]:
     """POST events of pipeline run `run` to the callback endpoint, signed with that run's token
     (a cancel's or a destroy's teardown is the deployment's next run)."""
-    token = callback_token(settings.secret_key, deployment["id"], deployment["workflow_id"], run)
+    token = callback_token(
+        settings.callback_secret, deployment["id"], deployment["workflow_id"], run
+    )
     body, headers = signed(token, {"events": events})
     response = await http.post(
         f"/api/deployments/{deployment['id']}/callback",

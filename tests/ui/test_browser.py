@@ -246,7 +246,7 @@ async def test_a_failed_tasks_stderr_shows_on_the_deployment_page(
     await expect(step(page, "Pipeline triggered")).to_have_class(re.compile(r"\bdone\b"))
 
     run = await run_playbook_into_api(
-        settings.public_url, settings.secret_key, deployment, tmp_path
+        settings.public_url, settings.callback_secret, deployment, tmp_path
     )
     assert run.returncode == 2, run.output
 

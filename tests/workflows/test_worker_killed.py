@@ -40,7 +40,7 @@ async def test_killed_worker_loses_nothing_and_duplicates_nothing(
         "PROVISIO_DATABASE_URL": settings.database_url,
         "PROVISIO_TEMPORAL_ADDRESS": settings.temporal_address,
         "PROVISIO_TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-        "PROVISIO_SECRET_KEY": settings.secret_key,
+        "PROVISIO_CALLBACK_SECRET": settings.callback_secret,
     }
     doomed = subprocess.Popen(
         [sys.executable, "-m", "tests.crash_worker", "disks", str(marker)],
