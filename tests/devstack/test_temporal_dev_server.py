@@ -1,0 +1,33 @@
+"""The dev server's UI (no sign-in, every write action) listens on the loopback only, even when the
+frontend is given another address (the CLI's UI otherwise binds wherever the frontend does)."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+from devstack import temporal
+from tests.conftest import free_port
+
+
+def listening_addresses(port: int) -> set[str]:
+    return {
+        conn.laddr.ip
+        for conn in psutil.net_connections("tcp")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port
+    }
+
+
+def test_the_ui_binds_127_0_0_1_whatever_the_frontend_address() -> None:
+    # 127.0.0.2 is a loopback address too: nothing leaves the machine while this runs.
+    port, ui_port = free_port(), free_port()
+    server = temporal.start_dev_server(db_file=None, port=port, ui_port=ui_port, ip="127.0.0.2")
+    try:
+        assert listening_addresses(port) == {"127.0.0.2"}
+        deadline = time.monotonic() + 30
+        while not listening_addresses(ui_port) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the UI server starts beside the frontend, a moment later
+        assert listening_addresses(ui_port) == {"127.0.0.1"}
+    finally:
+        temporal.stop(server)
