@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> None:
             host=settings.api_host,
             port=settings.api_port,
             timeout_graceful_shutdown=5,
+            # The client's address is read by api/client_address.py, which believes
+            # X-Forwarded-For only from `trusted_proxies`; uvicorn's own reading would trust it
+            # from any local peer first.
+            proxy_headers=False,
         )
     elif args.command == "users":
         if args.password_stdin:

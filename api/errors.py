@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.routing import Match
 
 
@@ -46,6 +47,19 @@ class TemporalUnavailable(DomainError):
     headers = {"Retry-After": "5"}
 
 
+class DatabaseUnavailable(DomainError):
+    status_code = 503
+    headers = {"Retry-After": "5"}
+
+
+def _database_down(exc: Exception) -> bool:
+    """A lost or refused database connection, as opposed to a bug in a statement. A refused
+    connect escapes SQLAlchemy as the driver's own OSError (no socket, connection refused)."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, OSError)
+
+
 def install_error_handler(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
@@ -64,5 +78,15 @@ def install_error_handler(app: FastAPI) -> None:
         headers = {"Allow": ", ".join(sorted(allowed))}
         return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
 
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database restarting is a moment to wait, not a server error: clients that retry
+        # (the callback plugin, the CLI) retry on 503 with Retry-After.
+        if not _database_down(exc):
+            raise exc
+        down = DatabaseUnavailable(f"the database is unavailable, try again: {type(exc).__name__}")
+        return await handle(request, down)
+
     app.add_exception_handler(DomainError, handle)
+    app.add_exception_handler(DBAPIError, database_unavailable)
+    app.add_exception_handler(OSError, database_unavailable)
     app.add_exception_handler(405, method_not_allowed)

@@ -3,10 +3,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import func, select
 
-from api.deps import CurrentUser, SessionDep, require_roles
+from api.deps import CurrentUser, SessionDep, SettingsDep, require_roles
 from api.errors import Conflict, NotFound
+from api.password_pool import password_pool
 from api.schemas import UserAdminView, UserCreate, UserId, UserPublic, UserUpdate, error_responses
-from api.security import hash_password
 from db.models import User
 from vocabulary.users import Role
 
@@ -26,10 +26,13 @@ async def list_users(session: SessionDep) -> list[UserAdminView]:
 
 
 @router.post("/api/users", status_code=201, dependencies=admin_only)
-async def create_user(body: UserCreate, session: SessionDep) -> UserAdminView:
+async def create_user(
+    body: UserCreate, session: SessionDep, settings: SettingsDep
+) -> UserAdminView:
     if await session.scalar(select(User.id).where(User.username == body.username)):
         raise Conflict(f"user {body.username!r} already exists")
-    user = User(username=body.username, password_hash=hash_password(body.password), role=body.role)
+    password_hash = await password_pool(settings).hash(body.password)  # off the event loop
+    user = User(username=body.username, password_hash=password_hash, role=body.role)
     session.add(user)
     await session.flush()
     await session.refresh(user)
