@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import Forbidden, NotAuthenticated, ValidationFailed
+from api.numbers import BIGINT_MAX, ascii_int
 from db.callback_store import (
     CallbackTarget,
     EventRow,
@@ -60,7 +61,9 @@ async def authenticate(
     The token is the run's own: a request that claims another run fails the check."""
     if not timestamp or not signature or not signature.startswith("sha256="):
         raise NotAuthenticated("missing or malformed signature")
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > MAX_SKEW_S:
+    # ASCII digits only: '²'.isdigit() is true and int('²') raised (a 500 to anyone, unsigned).
+    sent_at = ascii_int(timestamp, low=0, high=BIGINT_MAX)
+    if sent_at is None or abs(time.time() - sent_at) > MAX_SKEW_S:
         raise NotAuthenticated("stale or invalid timestamp")
     target = await callback_target(session, deployment_id)
     # An unknown deployment answers like a bad signature: the endpoint reveals nothing.
@@ -74,14 +77,19 @@ async def authenticate(
 def parse_events(body: bytes) -> list[dict[str, Any]]:
     """One event or `{"events": [...]}`, each reduced to what the contract keeps."""
     try:
-        payload = json.loads(body)
-    except ValueError:
+        payload = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         raise ValidationFailed([_err(["body"], "invalid JSON")]) from None
     raw = payload.get("events") if isinstance(payload, dict) and "events" in payload else [payload]
     most = contract.MAX_EVENTS_PER_BATCH
     if not isinstance(raw, list) or not 1 <= len(raw) <= most:
         raise ValidationFailed([_err(["body", "events"], f"1 to {most} events")])
     return [_normalise(index, event) for index, event in enumerate(raw)]
+
+
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (Python's reader takes them; PostgreSQL's jsonb does not)."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _err(loc: list[Any], msg: str) -> dict[str, Any]:
@@ -97,8 +105,13 @@ def _normalise(index: int, event: Any) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise ValidationFailed([_err(loc, "must be an object")])
     counter, name = event.get("counter"), event.get("event")
-    if not isinstance(counter, int) or isinstance(counter, bool) or counter < 1:
-        raise ValidationFailed([_err([*loc, "counter"], "must be a positive integer")])
+    if (
+        not isinstance(counter, int)
+        or isinstance(counter, bool)
+        or not 1 <= counter <= contract.MAX_COUNTER
+    ):
+        most = contract.MAX_COUNTER
+        raise ValidationFailed([_err([*loc, "counter"], f"must be an integer from 1 to {most}")])
     if name not in contract.EVENT_NAMES:
         raise ValidationFailed([_err([*loc, "event"], "unknown event")])
     data = event.get("data")
@@ -109,6 +122,11 @@ def _normalise(index: int, event: Any) -> dict[str, Any]:
         for key, value in data.items()
         if key in contract.DATA_KEYS
     }
+    # Structured values are kept as sent, so they are bounded here: one out of bounds refuses the
+    # whole batch (422, nothing stored), like any other malformed event.
+    for key in sorted(kept.keys() & contract.STRUCTURED_DATA_KEYS):
+        if problem := contract.structured_value_problem(key, kept[key]):
+            raise ValidationFailed([_err([*loc, "data", key], problem)])
     texts = {key: _text(event.get(key)) for key in contract.EVENT_TEXT_KEYS}
     return {"counter": counter, "event": name, **texts, "data": kept}
 

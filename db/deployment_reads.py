@@ -4,6 +4,7 @@ Visibility is part of every query: admins see every deployment, everyone else on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, select, true
@@ -98,16 +99,46 @@ HISTORY_COLUMNS = (
 )
 
 
+# A history page: at most this many rows unless the caller asks for fewer (the API's default).
+HISTORY_PAGE_ROWS = 500
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    rows: list[dict[str, Any]]
+    # Rows after the last one of this page exist (when it was read).
+    more: bool
+
+
 async def deployment_history(
-    session: AsyncSession, user: User, deployment_id: int
-) -> list[dict[str, Any]]:
-    """Oldest first. Empty means missing or not the caller's: every deployment has its
-    `created` row, written in the same transaction as the deployment itself."""
+    session: AsyncSession,
+    user: User,
+    deployment_id: int,
+    *,
+    after: int = 0,
+    limit: int = HISTORY_PAGE_ROWS,
+) -> HistoryPage | None:
+    """Rows with ids above `after`, oldest first, at most `limit` of them; None when the
+    deployment is missing or not the caller's. One statement: the deployment, visibility
+    included, joined LATERAL to its page of rows (one more than asked, to know whether there are
+    more), so a page past the last row is an empty page of a deployment, not a 404."""
     history = DeploymentHistory
-    stmt = (
+    page = (
         select(*HISTORY_COLUMNS)
-        .join(Deployment, Deployment.id == history.deployment_id)
-        .where(history.deployment_id == deployment_id, _visible(user))
+        .where(history.deployment_id == Deployment.id, history.id > after)
         .order_by(history.id)
+        .limit(limit + 1)
+        .lateral("page")
     )
-    return [dict(r) for r in (await session.execute(stmt)).mappings()]
+    stmt = (
+        select(*page.c)
+        .select_from(Deployment)
+        .outerjoin(page, true())
+        .where(Deployment.id == deployment_id, _visible(user))
+        .order_by(page.c.id)
+    )
+    found = [dict(r) for r in (await session.execute(stmt)).mappings()]
+    if not found:
+        return None
+    rows = [row for row in found if row["id"] is not None]
+    return HistoryPage(rows[:limit], more=len(rows) > limit)

@@ -7,8 +7,9 @@ nothing imported from the project, no I/O, and Python as old as an agent's ansib
 
 An event is an object with EVENT_KEYS: a per-run `counter` (1, 2, ...), the `event` name, the
 EVENT_TEXT_KEYS and a flat `data` object holding only DATA_KEYS. STRUCTURED_DATA_KEYS are
-kept as sent (numbers, booleans, the stats mapping); every other value is text of at most
-MAX_TEXT_CHARS characters, cut by `bound_text` on both ends.
+kept as sent (numbers, booleans, the stats mapping) when `structured_value_problem` finds them
+within bounds, and refused otherwise; every other value is text of at most MAX_TEXT_CHARS
+characters, cut by `bound_text` on both ends.
 """
 
 from __future__ import annotations
@@ -89,6 +90,14 @@ MAX_REASON_MSG_CHARS = 500  # of a task's msg in a failure reason
 MAX_EVENTS_PER_BATCH = 1000  # per request
 MAX_BODY_BYTES = 4 * 1024 * 1024  # per request; the plugin splits a batch that would be larger
 _TRIM_MARK = " …[{} characters trimmed]… "
+# Numbers: what a PostgreSQL bigint holds. A counter or a stats count is at least 0; an rc may be
+# negative (a signal). Beyond these a value is refused, never stored or signalled.
+MAX_COUNTER = 2**63 - 1
+MIN_NUMBER, MAX_NUMBER = -(2**63), 2**63 - 1
+# The stats mapping travels in the workflow's `pipeline_finished` signal, so it stays far below
+# Temporal's payload limit (2 MB): 1,000 hosts of 7 counts are about 150 kB.
+MAX_STATS_HOSTS = 1000
+MAX_HOST_CHARS = 255  # a host name (DNS allows 253)
 
 
 def bound_text(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
@@ -121,3 +130,37 @@ def stats_ok(stats: Mapping[str, Any]) -> bool:
         if isinstance(host, Mapping)
         for key in HOST_FAILURE_KEYS
     )
+
+
+def structured_value_problem(key: str, value: Any) -> str | None:
+    """Why the value of a STRUCTURED_DATA_KEYS key is outside the contract, or None if it is
+    within it. `stats`: null, or at most MAX_STATS_HOSTS hosts, each named in at most
+    MAX_HOST_CHARS characters, each an object of HOST_STATS_KEYS counts from 0 to MAX_COUNTER.
+    Every other key: null, a boolean, or an integer from MIN_NUMBER to MAX_NUMBER."""
+    if value is None:
+        return None
+    if key == "stats":
+        return _stats_problem(value)
+    if isinstance(value, bool) or (isinstance(value, int) and MIN_NUMBER <= value <= MAX_NUMBER):
+        return None
+    return "must be null, a boolean or an integer within 64 bits"
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNTER
+
+
+def _stats_problem(stats: Any) -> str | None:
+    if not isinstance(stats, Mapping):
+        return "must be an object of hosts"
+    if len(stats) > MAX_STATS_HOSTS:
+        return f"at most {MAX_STATS_HOSTS} hosts"
+    counts = ", ".join(HOST_STATS_KEYS)
+    for host, totals in stats.items():
+        if not isinstance(host, str) or not 1 <= len(host) <= MAX_HOST_CHARS:
+            return f"host names of 1 to {MAX_HOST_CHARS} characters"
+        if not isinstance(totals, Mapping) or not set(totals) <= set(HOST_STATS_KEYS):
+            return f"each host an object of {counts} only"
+        if not all(_is_count(count) for count in totals.values()):
+            return f"counts from 0 to {MAX_COUNTER}"
+    return None

@@ -11,7 +11,8 @@ from temporalio.service import RPCError
 from api.callback_ingest import authenticate, failure_reason, parse_events, store_events
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import TemporalUnavailable
-from api.schemas import INT_MAX, DeploymentId, error_responses
+from api.numbers import INT_MAX, AsciiDigits
+from api.schemas import DeploymentId, error_responses
 from vocabulary.callback_events import stats_ok
 from vocabulary.contracts import PipelineFinished, PipelineStarted
 from workflows.deploy import DeployWorkflow
@@ -29,7 +30,7 @@ async def receive_callback(
     temporal: TemporalDep,
     timestamp: Annotated[str | None, Header(alias="X-Provisio-Timestamp")] = None,
     signature: Annotated[str | None, Header(alias="X-Provisio-Signature")] = None,
-    run: Annotated[int, Query(ge=1, le=INT_MAX)] = 1,
+    run: Annotated[int, Query(ge=1, le=INT_MAX), AsciiDigits] = 1,
 ) -> dict[str, Any]:
     """Signed events from the callback plugin: one event or `{"events": [...]}`, for the
     deployment's pipeline run `run` (its callback URL names it; its token signs only it)."""

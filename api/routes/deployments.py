@@ -2,13 +2,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import NotFound
 from api.launch import launch_deployment
+from api.numbers import BIGINT_MAX, AsciiDigits
 from api.operations import operate
 from api.schemas import (
     INT_MAX,
@@ -19,7 +22,12 @@ from api.schemas import (
     HistoryEntry,
     error_responses,
 )
-from db.deployment_reads import deployment_detail, deployment_history, list_deployments
+from db.deployment_reads import (
+    HISTORY_PAGE_ROWS,
+    deployment_detail,
+    deployment_history,
+    list_deployments,
+)
 from db.models import User
 from settings import Settings
 from vocabulary.operations import Operation, allowed_operations
@@ -31,6 +39,8 @@ IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[!-~]+$")
 ]
 StatusFilter = Annotated[DeploymentStatus | None, Query()]
+# The most rows one history page may ask for.
+HISTORY_MAX_ROWS = 1000
 
 
 async def _detail(session: Any, settings: Settings, user: User, deployment_id: int) -> Any:
@@ -132,11 +142,51 @@ for _operation in Operation:
     )
 
 
-@router.get("/api/deployments/{deployment_id}/history")
+class HistoryPageQuery(BaseModel):
+    """The history page's query. Unknown parameters are refused: `?limt=5` would otherwise
+    quietly answer a page of 500."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: Annotated[
+        int, Field(ge=0, le=BIGINT_MAX, description="history id to start after"), AsciiDigits
+    ] = 0
+    limit: Annotated[
+        int, Field(ge=1, le=HISTORY_MAX_ROWS, description="rows per page"), AsciiDigits
+    ] = HISTORY_PAGE_ROWS
+
+
+@router.get(
+    "/api/deployments/{deployment_id}/history",
+    responses={
+        200: {
+            "headers": {
+                "Link": {
+                    "description": 'The next page, while there is one: `<…>; rel="next"`',
+                    "schema": {"type": "string"},
+                }
+            }
+        }
+    },
+)
 async def get_history(
-    deployment_id: DeploymentId, user: CurrentUser, session: SessionDep
+    deployment_id: DeploymentId,
+    user: CurrentUser,
+    session: SessionDep,
+    response: Response,
+    query: Annotated[HistoryPageQuery, Query()],
 ) -> list[HistoryEntry]:
-    rows = await deployment_history(session, user, deployment_id)
-    if not rows:
+    """A page of the deployment's history, oldest first: the rows after `after`. When more rows
+    follow, the `Link` header names the next page (`rel="next"`)."""
+    page = await deployment_history(
+        session, user, deployment_id, after=query.after, limit=query.limit
+    )
+    if page is None:
         raise NotFound("deployment not found")
-    return [HistoryEntry.model_validate(r) for r in rows]
+    if page.more:
+        # A path-absolute reference: right behind any proxy, whatever scheme and host it serves.
+        next_query = urlencode({"after": page.rows[-1]["id"], "limit": query.limit})
+        response.headers["Link"] = (
+            f'</api/deployments/{deployment_id}/history?{next_query}>; rel="next"'
+        )
+    return [HistoryEntry.model_validate(r) for r in page.rows]

@@ -11,8 +11,10 @@ The stream sends
   an `EventSource` stop reconnecting.
 
 It resumes after the id in the `Last-Event-ID` header (or the `after` query parameter, for the
-first connection) and is bounded: a comment line every `HEARTBEAT_S` of silence, and the server
-closes the stream after `MAX_STREAM_S` (the client reconnects with its last id). Access is
+first connection; both ASCII digits, a bigint at most, else 422) and is bounded: a comment line
+every `HEARTBEAT_S` of silence, the server closes the stream after `MAX_STREAM_S` (the client
+reconnects with its last id), and one user holds at most `max_event_streams_per_user` streams at
+once in one API process (the next is 429, `api/stream_slots.py`). Access is
 checked like the history endpoint (404 when missing or not yours) at the start and again every
 `RECHECK_ACCESS_S`, so a disabled or demoted user, or an expired token, loses the stream too.
 
@@ -48,14 +50,16 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.deps import CurrentUser, SessionDep, SettingsDep, get_current_user, oauth2_scheme
-from api.errors import DomainError, NotFound, ValidationFailed
-from api.schemas import BIGINT_MAX, DeploymentId, HistoryEntry, error_responses
+from api.errors import DomainError, NotFound
+from api.numbers import BIGINT_MAX, AsciiDigits, parse_ascii_int
+from api.schemas import DeploymentId, HistoryEntry, error_responses
+from api.stream_slots import SlotHeldStream, StreamSlots
 from db.deployment_reads import deployment_detail
 from db.event_reads import Poll, has_rows_after, read_poll
 from settings import Settings
 from vocabulary.statuses import FINAL_STATUSES
 
-router = APIRouter(tags=["deployments"], responses=error_responses(400, 401, 404))
+router = APIRouter(tags=["deployments"], responses=error_responses(400, 401, 404, 429))
 
 POLL_INTERVAL_S = 1.0
 HEARTBEAT_S = 15.0
@@ -197,19 +201,25 @@ async def deployment_events(
     settings: SettingsDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     after: Annotated[
-        int | None, Query(ge=0, le=BIGINT_MAX, description="history id to start after")
+        int | None,
+        Query(ge=0, le=BIGINT_MAX, description="history id to start after"),
+        AsciiDigits,
     ] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
 ) -> Response:
     """History rows and status changes of one deployment as Server-Sent Events (owner, admin).
 
     Resumes after `Last-Event-ID` (sent by a reconnecting client), else after `after`."""
     cursor = after or 0
     if last_event_id:
-        if not last_event_id.isdigit() or int(last_event_id) > BIGINT_MAX:
-            problem = {"loc": ["header", "Last-Event-ID"], "msg": "must be a history id"}
-            raise ValidationFailed([{**problem, "type": "value"}])
-        cursor = int(last_event_id)
+        # Not isdigit()/int(): '²' passed the one and made the other raise (a 500).
+        cursor = parse_ascii_int(
+            last_event_id,
+            loc=["header", "Last-Event-ID"],
+            low=0,
+            high=BIGINT_MAX,
+            what="a history id",
+        )
 
     detail = await deployment_detail(session, user, deployment_id)
     if detail is None:
@@ -218,11 +228,14 @@ async def deployment_events(
         if not await has_rows_after(session, deployment_id, cursor):
             return Response(status_code=204)
 
+    # Taken last, so nothing above can fail while the slot is held; the response gives it back.
+    slot = StreamSlots.of(request.app, settings.max_event_streams_per_user).take(user.id)
     # The request's session closes when this function returns (SessionDep is function-scoped):
     # the stream takes a pooled connection for each poll only.
     sessionmaker = request.app.state.sessionmaker
-    return StreamingResponse(
+    return SlotHeldStream(
         _stream(request, sessionmaker, settings, token, deployment_id, cursor),
+        slot,
         media_type="text/event-stream",
         # No caching, and no buffering by a reverse proxy (nginx honours X-Accel-Buffering).
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

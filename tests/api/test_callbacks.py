@@ -11,13 +11,21 @@ import pytest
 from sqlalchemy import func, select
 
 from api.callback_ingest import signature_of
-from db.models import DeploymentHistory
+from db.models import CallbackSignature, DeploymentHistory
 from db.session import SessionMaker
 from domain.callback_tokens import callback_token
 from settings import Settings
 from tests.callback_events import event, signed
 from tests.conftest import wait_for
-from vocabulary.callback_events import MAX_BODY_BYTES, MAX_EVENTS_PER_BATCH
+from vocabulary.callback_events import (
+    MAX_BODY_BYTES,
+    MAX_COUNTER,
+    MAX_EVENTS_PER_BATCH,
+    MAX_HOST_CHARS,
+    MAX_NUMBER,
+    MAX_STATS_HOSTS,
+    MIN_NUMBER,
+)
 from vocabulary.statuses import DeploymentStatus as S
 
 RUN_OK = [
@@ -217,3 +225,109 @@ async def test_a_callback_body_may_be_as_large_as_the_contract_says_and_no_large
         f"/api/deployments/{deployment['id']}/callback", content=body, headers=headers
     )
     assert response.status_code == expected, response.text
+
+
+def _bad(**data: Any) -> dict[str, Any]:
+    return event(2, "runner_on_ok", "web-1", "Probe", **data)
+
+
+def _stats(stats: Any) -> dict[str, Any]:
+    return event(2, "playbook_on_stats", stats=stats, total_events=2)
+
+
+# (the out-of-bounds event, where the 422 points inside it)
+OUT_OF_BOUNDS = [
+    (event(MAX_COUNTER + 1, "runner_on_ok"), ["counter"]),
+    (event(2**64, "runner_on_ok"), ["counter"]),
+    (_bad(rc=MAX_NUMBER + 1), ["data", "rc"]),
+    (_bad(rc=MIN_NUMBER - 1), ["data", "rc"]),
+    (_bad(rc="x" * 100_000), ["data", "rc"]),
+    (_bad(rc=1.5), ["data", "rc"]),
+    (_bad(changed={"nested": ["x" * 1000] * 100}), ["data", "changed"]),
+    (_bad(total_events=[1] * 10_000), ["data", "total_events"]),
+    (_stats([1, 2]), ["data", "stats"]),
+    (_stats({f"host-{n}": {"ok": 1} for n in range(MAX_STATS_HOSTS + 1)}), ["data", "stats"]),
+    (_stats({"h" * (MAX_HOST_CHARS + 1): {"ok": 1}}), ["data", "stats"]),
+    (_stats({"web-1": {"ok": 1, "extra": 1}}), ["data", "stats"]),
+    (_stats({"web-1": {"ok": -1}}), ["data", "stats"]),
+    (_stats({"web-1": {"ok": MAX_COUNTER + 1}}), ["data", "stats"]),
+    (_stats({"web-1": {"ok": True}}), ["data", "stats"]),
+    (_stats({"web-1": {"ok": "1" * 10_000}}), ["data", "stats"]),
+    (_stats({"web-1": "ok"}), ["data", "stats"]),
+]
+
+
+async def _signature_rows(sessionmaker: SessionMaker) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(CallbackSignature)) or 0)
+
+
+async def test_a_value_beyond_the_contract_bounds_is_422_and_stores_nothing(
+    api: httpx.AsyncClient, deployment: dict[str, Any], sessionmaker: SessionMaker
+) -> None:
+    """Counters, numbers and the stats mapping are kept as sent, so they are bounded: one value
+    beyond the bounds refuses its whole batch (the valid event beside it included), writes no
+    row, remembers no signature and signals nothing."""
+    url = f"/api/deployments/{deployment['id']}/callback"
+    rows, signatures = await _rows(sessionmaker), await _signature_rows(sessionmaker)
+    for bad, loc in OUT_OF_BOUNDS:
+        body, headers = signed(deployment["token"], {"events": [RUN_OK[1], bad]})
+        response = await api.post(url, content=body, headers=headers)
+        assert response.status_code == 422, (loc, response.text[:300])
+        assert response.json()["detail"][0]["loc"] == ["body", "events", 1, *loc]
+    assert await _rows(sessionmaker) == rows
+    assert await _signature_rows(sessionmaker) == signatures
+    assert await _status(api, deployment) == S.QUEUED
+
+
+async def test_json_that_python_reads_but_postgresql_cannot_store_is_422(
+    api: httpx.AsyncClient, deployment: dict[str, Any], sessionmaker: SessionMaker
+) -> None:
+    """NaN and Infinity (Python's reader takes them, jsonb does not), and nesting deeper than
+    Python's stack: refused as invalid JSON, nothing stored."""
+    url = f"/api/deployments/{deployment['id']}/callback"
+    before = await _rows(sessionmaker)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    bodies = [
+        json.dumps({"events": [_bad(msg="fine", rc=float("nan"))]}).encode(),
+        json.dumps({"events": [_bad(rc=float("inf"))]}).encode(),
+        json.dumps({"events": [_bad(msg="PLACEHOLDER")]}).encode().replace(b'"PLACEHOLDER"', deep),
+    ]
+    for body in bodies:
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Provisio-Timestamp": timestamp,
+            "X-Provisio-Signature": "sha256=" + signature_of(deployment["token"], timestamp, body),
+        }
+        response = await api.post(url, content=body, headers=headers)
+        assert response.status_code == 422, response.text[:300]
+        assert response.json()["detail"][0]["loc"] == ["body"]
+    assert await _rows(sessionmaker) == before
+
+
+async def test_values_at_the_contract_bounds_are_stored_and_signalled(
+    api: httpx.AsyncClient, deployment: dict[str, Any]
+) -> None:
+    url = f"/api/deployments/{deployment['id']}/callback"
+    hosts = {f"host-{n:04}": {"ok": MAX_COUNTER, "failures": 0} for n in range(MAX_STATS_HOSTS)}
+    hosts["h" * MAX_HOST_CHARS] = hosts.pop("host-0000")
+    run = [
+        event(1, "playbook_on_start"),
+        event(MAX_COUNTER - 1, "runner_on_failed", "web-1", "Probe", rc=MIN_NUMBER),
+        event(MAX_COUNTER, "playbook_on_stats", stats=hosts, total_events=MAX_NUMBER),
+    ]
+    body, headers = signed(deployment["token"], {"events": run})
+    response = await api.post(url, content=body, headers=headers)
+    assert response.json() == {"accepted": 3, "stored": 3}
+
+    async def succeeded() -> bool:
+        return await _status(api, deployment) == S.SUCCEEDED
+
+    await wait_for(succeeded)
+    history = (
+        await api.get(f"/api/deployments/{deployment['id']}/history", headers=deployment["headers"])
+    ).json()
+    counters = [row["details"].get("counter") for row in history]
+    assert MAX_COUNTER in counters and MAX_COUNTER - 1 in counters
+    assert history[-1]["details"]["stats"] == hosts

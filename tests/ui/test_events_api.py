@@ -15,6 +15,7 @@ from db.repository import record_step
 from db.session import SessionMaker
 from settings import Settings
 from tests.callback_events import event
+from tests.conftest import wait_for
 from tests.ui.support import (
     Sse,
     create_deployment,
@@ -245,3 +246,32 @@ def test_stream_state_gives_up_waiting_after_settle_max() -> None:
     assert state.advance(_poll(100, 200, "queued", [5]), now=0.0) == []
     late = state.advance(_poll(100, 200, "queued", [5]), now=events_module.SETTLE_MAX_S + 1)
     assert _kinds(late)[0] == "history:5"
+
+
+async def test_a_user_holds_a_bounded_number_of_streams_and_gets_them_back(
+    http: httpx.AsyncClient, queued: dict[str, Any], settings: Settings, make_user: Any
+) -> None:
+    """The next stream past the cap is 429 with the error JSON; other users are not affected;
+    a stream the client drops gives its slot back."""
+    settings.max_event_streams_per_user = 2  # read when the app's first stream opens
+    headers = queued["account"].headers
+    url = f"/api/deployments/{queued['id']}/events"
+    async with open_stream(http, url, headers), open_stream(http, url, headers):
+        refused = await http.get(url, headers=headers)
+        assert refused.status_code == 429
+        assert "too many live streams open (2 per user)" in refused.json()["detail"]
+        assert refused.headers["retry-after"] == "5"
+        # An admin watching the same deployment has slots of their own.
+        admin = await make_user("admin")
+        async with open_stream(http, url, admin.headers) as stream:
+            assert (await stream.next()) is not None
+
+    # Both dropped: the server notices within a poll or two and gives both slots back.
+    async def two_open_again() -> bool:
+        async with (
+            http.stream("GET", url, headers=headers) as one,
+            http.stream("GET", url, headers=headers) as two,
+        ):
+            return one.status_code == two.status_code == 200
+
+    await wait_for(two_open_again, timeout_s=15, interval_s=1.5)
