@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +105,51 @@ def image_path(sandbox: Path, deployment_id: int, volume_group: str, logical_vol
     """Where the directory backend keeps a disk's image (named like its /dev/mapper device)."""
     name = f"{volume_group.replace('-', '--')}-{logical_volume.replace('-', '--')}.img"
     return sandbox / str(deployment_id) / ".provisio" / name
+
+
+def tasks_by_name(output: str) -> dict[str, dict[str, Any]]:
+    """Per task name, localhost's result, from the ansible.posix.json stdout callback."""
+    report = json.loads(output)
+    return {
+        task["task"]["name"]: task["hosts"]["localhost"]
+        for play in report["plays"]
+        for task in play["tasks"]
+        if "localhost" in task["hosts"]
+    }
+
+
+@dataclass
+class PlaybookRun:
+    """One ansible-playbook run, read from the ansible.posix.json stdout callback."""
+
+    rc: int
+    tasks: dict[str, dict[str, Any]]
+    stats: dict[str, Any]
+    output: str  # the end of stdout and all of stderr, for assertion messages
+
+    def item_results(self, task: str) -> list[dict[str, Any]]:
+        return list(self.tasks[f"disk : {task}"].get("results", []))
+
+
+def run_playbook(playbook: str, vars_file: Path, tmp: Path, *extra: str, **env: str) -> PlaybookRun:
+    """`ansible-playbook <playbook> -e @vars_file`, for real, with the JSON stdout callback."""
+    result = subprocess.run(
+        ["ansible-playbook", playbook, "-e", f"@{vars_file}", *extra],
+        cwd=PLAYBOOKS,
+        env=ansible_env(tmp, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    try:
+        tasks = tasks_by_name(result.stdout)
+        stats = json.loads(result.stdout)["stats"]
+    except (ValueError, KeyError):
+        raise AssertionError(result.stdout + result.stderr) from None
+    return PlaybookRun(
+        rc=result.returncode,
+        tasks=tasks,
+        stats=stats,
+        output=result.stdout[-6000:] + result.stderr,
+    )
