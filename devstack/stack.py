@@ -80,6 +80,11 @@ def run_dev_stack(settings: Settings) -> None:
     make_private_dir(logs)
     tighten_files(data_dir)
     tighten_files(logs)
+    for own in (settings.runner_dir, settings.sandbox_root):
+        # Run directories (their env files hold callback tokens) and image files: an older
+        # version made these 0755. Only inside var/: elsewhere they are the user's to set.
+        if own.is_dir() and own.resolve().is_relative_to(data_dir.resolve()):
+            make_private_dir(own)
     children: list[subprocess.Popen[bytes]] = []
     postgres = None
 

@@ -139,12 +139,13 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str,
     data.chmod(0o755)  # as an older version left it
     (data / "logs" / "temporal.log").write_text("")
     (data / "logs" / "temporal.log").chmod(0o644)
+    (data / "runs").mkdir(mode=0o755)
     api_port, temporal_port, ui_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "PROVISIO_DATA_DIR": str(data),
-        "PROVISIO_RUNNER_DIR": str(tmp_path / "runs"),
-        "PROVISIO_SANDBOX_ROOT": str(tmp_path / "sandbox"),
+        "PROVISIO_RUNNER_DIR": str(data / "runs"),
+        "PROVISIO_SANDBOX_ROOT": str(data / "sandbox"),
         "PROVISIO_API_PORT": str(api_port),
         "PROVISIO_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
         "PROVISIO_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
@@ -211,7 +212,7 @@ def test_the_real_dev_stack_keeps_var_private_and_the_jwt_key_from_the_worker(
         assert data.stat().st_gid == pwd.getpwnam("embedded_postgres").pw_gid
     else:
         assert mode(data) == 0o700
-    assert mode(data / "logs") == 0o700
+    assert mode(data / "logs") == mode(data / "runs") == 0o700
     written = [data / "temporal.db", data / "callback_secret", *(data / "logs").iterdir()]
     assert {path.name for path in written} >= {"api.log", "worker.log", "temporal.log"}
     for path in written:
