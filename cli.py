@@ -78,19 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "api":
         import uvicorn
 
-        from api.app import create_app
+        from api.server import server_config
 
-        # Open event streams must not hold a shutdown for their whole lifetime.
-        uvicorn.run(
-            create_app(settings),
-            host=settings.api_host,
-            port=settings.api_port,
-            timeout_graceful_shutdown=5,
-            # The client's address is read by api/client_address.py, which believes
-            # X-Forwarded-For only from `trusted_proxies`; uvicorn's own reading would trust it
-            # from any local peer first.
-            proxy_headers=False,
-        )
+        uvicorn.Server(
+            server_config(settings, host=settings.api_host, port=settings.api_port)
+        ).run()
     elif args.command == "users":
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\n")

@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.security import hash_password
+from api.server import server_config
 from db.migrate import upgrade
 from db.models import Template, TemplateDiskAllocation, User
 from db.session import SessionMaker, create_engine, create_sessionmaker
@@ -134,9 +135,7 @@ def live_api(settings: Settings) -> Iterator[str]:
     import uvicorn
 
     port = int(settings.public_url.rsplit(":", 1)[1])
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
+    config = server_config(settings, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

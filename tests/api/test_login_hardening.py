@@ -21,10 +21,10 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from api.app import create_app
 from api.client_address import client_address
 from api.login_throttle import PRUNE_BATCH, backoff
 from api.security import hash_password
+from api.server import server_config
 from db.models import LoginFailure, User
 from db.session import SessionMaker
 from settings import Settings
@@ -35,17 +35,10 @@ TOKEN = "/api/auth/token"
 
 @contextmanager
 def serve(settings: Settings) -> Iterator[str]:
-    """The API under uvicorn with uvicorn's own proxy-header handling off, as `provisio api`
-    must run it: `trusted_proxies` alone decides whose X-Forwarded-For is believed."""
+    """The API under uvicorn as `provisio api` serves it (uvicorn's own proxy-header handling
+    off): `trusted_proxies` alone decides whose X-Forwarded-For is believed."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        proxy_headers=False,
-    )
+    config = server_config(settings, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
