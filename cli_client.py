@@ -185,15 +185,29 @@ class ApiClient:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
         if not response.is_success:
             raise ApiError.from_response(response, self.url)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
+        return response
+
+    def pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[list[Any]]:
+        """Each page of a list the API pages with `Link: <…>; rel="next"`, in order, until a
+        page has no next. Only a link on this server is followed (a path), so the token never
+        goes elsewhere, and a link that points back at the page just read ends the walk."""
+        url: str | None = path
+        while url is not None:
+            response = self._send("GET", url, params=params)
+            yield response.json()
+            url, params = next_page(response), None  # the link carries the whole query
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
@@ -225,6 +239,15 @@ class ApiClient:
         if isinstance(exc, httpx.TimeoutException):
             return ApiError(f"the Provisio API at {self.url} did not answer in time")
         return ApiError(f"the request to {self.url} failed: {exc}")
+
+
+def next_page(response: httpx.Response) -> str | None:
+    """The `rel="next"` link of a page when it is a path on the same server and not the page
+    itself; else None."""
+    link = response.links.get("next", {}).get("url")
+    if not link or not link.startswith("/") or link.startswith("//"):
+        return None
+    return None if link == response.url.raw_path.decode() else link
 
 
 def parse_event_stream(lines: Iterator[str]) -> Iterator[StreamEvent]:

@@ -14,6 +14,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,8 @@ from vocabulary.statuses import DeploymentStatus
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 # How often `watch` reconnects after a dropped stream before it gives up.
 WATCH_RECONNECTS = 5
+# History rows per request: the most the API gives in one page.
+HISTORY_PAGE = 1000
 
 TOKEN_HELP = (
     "The token comes from PROVISIO_TOKEN or from `provisio login`, which stores it in "
@@ -334,7 +337,7 @@ def _describe(detail: dict[str, Any]) -> str:
 
 def _show(args: argparse.Namespace, client: ApiClient) -> int:
     detail = client.get(f"/api/deployments/{args.id}")
-    history = client.get(f"/api/deployments/{args.id}/history") if args.history else None
+    history = _history(client, args.id) if args.history else None
     if args.json:
         _print_json(detail if history is None else {**detail, "history": history})
         return EXIT_OK
@@ -461,9 +464,21 @@ def _watch(args: argparse.Namespace, client: ApiClient) -> int:
     return _follow(args, client, detail, after)
 
 
+def _history_pages(client: ApiClient, deployment_id: int) -> Iterator[list[dict[str, Any]]]:
+    """The history, oldest first, a page at a time (the API's `Link: rel="next"`)."""
+    return client.pages(f"/api/deployments/{deployment_id}/history", {"limit": HISTORY_PAGE})
+
+
+def _history(client: ApiClient, deployment_id: int) -> list[dict[str, Any]]:
+    return [row for page in _history_pages(client, deployment_id) for row in page]
+
+
 def _last_row_id(client: ApiClient, deployment_id: int) -> int:
-    history = client.get(f"/api/deployments/{deployment_id}/history")
-    return max((int(row["id"]) for row in history), default=0)
+    last = 0
+    for page in _history_pages(client, deployment_id):
+        if page:
+            last = int(page[-1]["id"])
+    return last
 
 
 def _history_line(row: dict[str, Any]) -> str:
@@ -498,7 +513,8 @@ def _follow(args: argparse.Namespace, client: ApiClient, detail: dict[str, Any],
                     line = json.dumps({"event": "status", **data})
                     print(line if args.json else f"status: {status}", flush=True)
         except ApiError as error:
-            if error.status is not None or failures >= WATCH_RECONNECTS:
+            # A dropped link, or too many streams of this user open right now: wait, try again.
+            if error.status not in (None, 429) or failures >= WATCH_RECONNECTS:
                 raise
             failures += 1
             time.sleep(min(2**failures, 30))

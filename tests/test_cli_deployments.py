@@ -16,8 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import insert, select
 from temporalio.client import Client
 
+from cli_deployments import HISTORY_PAGE
+from db.models import DeploymentHistory
+from db.session import SessionMaker
 from settings import PROJECT_ROOT
 from tests.conftest import free_port, wait_for
 from tests.doubles import RecordingRunnerDouble
@@ -338,3 +342,54 @@ async def test_refusals_and_mistakes_say_what_to_do(
         "deployments", "launch", "--template", "1", "--name", "x", "--set", "novalue", token="t"
     )
     assert setting.code == 2 and "expected KEY=VALUE" in setting.err
+
+
+async def test_show_and_watch_read_a_long_history_page_after_page(
+    provisio: Provisio,
+    api: httpx.AsyncClient,
+    worker: None,
+    client: Client,
+    make_user: Any,
+    make_template: Any,
+    sessionmaker: SessionMaker,
+) -> None:
+    """More rows than two of the API's history pages: `show --history` prints every one, and
+    `watch` starts after the last (none of them is news)."""
+    operator = await make_user("operator")
+    token = token_of(operator)
+    launch = await provisio(
+        "deployments", "launch", "--template", str(await make_template()), "--name", "pg-long",
+        "--json", token=token,
+    )  # fmt: skip
+    deployment_id = launch.json()["id"]
+    created = await wait_status(api, operator, deployment_id, "queued")
+    await finish_run(client, created["workflow_id"], run=1)
+    await wait_status(api, operator, deployment_id, "succeeded")
+    rows = [
+        {
+            "deployment_id": deployment_id,
+            "event_key": f"test:{n}",
+            "status": "succeeded",
+            "message": f"note {n}",
+        }
+        for n in range(2 * HISTORY_PAGE + 50)
+    ]
+    async with sessionmaker.begin() as session:
+        await session.execute(insert(DeploymentHistory), rows)
+        stored = await session.scalars(
+            select(DeploymentHistory.id)
+            .where(DeploymentHistory.deployment_id == deployment_id)
+            .order_by(DeploymentHistory.id)
+        )
+        ids = list(stored)
+
+    shown = await provisio(
+        "deployments", "show", str(deployment_id), "--history", "--json", token=token
+    )
+    assert shown.code == 0, shown.err
+    assert [row["id"] for row in shown.json()["history"]] == ids
+
+    watched = await provisio("deployments", "watch", str(deployment_id), "--json", token=token)
+    assert watched.code == 0, watched.err
+    events = [json.loads(line)["event"] for line in watched.out.splitlines()]
+    assert events == ["status", "end"]

@@ -115,7 +115,9 @@ function parseEventStream(onEvent) {
 }
 
 // Follows `path` until the server says `end` (or 204), `signal` aborts, or access is refused.
-// Handlers: onEvent({type, id, data}), onState("live" | "reconnecting" | "ended"), onError(ApiError).
+// Handlers: onEvent({type, id, data}), onState("live" | "reconnecting" | "limited" | "ended"),
+// onError(ApiError). "limited": the user already holds as many live streams as the server allows
+// (other tabs, a `provisio deployments watch`); the stream is asked again after Retry-After.
 // After `end`, `recheckMs()` may return a delay: the stream is asked again after it (with the last
 // id: 204 while nothing is new), because a settled deployment can still be destroyed or retried;
 // null stops. Returns {wake()}, which cuts the current wait short (after the user started an
@@ -167,6 +169,12 @@ export function followEvents(path, { after = 0, signal, onEvent, onState, onErro
           const body = await parse(response).catch(() => null);
           const error = new ApiError(response.status, body?.detail || response.statusText);
           if (response.status === 401) unauthorizedListeners.forEach((listener) => listener(error));
+          if (response.status === 429) {
+            onState("limited");
+            const seconds = Number(response.headers.get("Retry-After"));
+            await sleep(Math.max(seconds > 0 ? seconds * 1000 : 0, retryMs));
+            continue;
+          }
           if (response.status < 500) {
             onError(error);
             return;

@@ -339,7 +339,10 @@ export async function deploymentPage(ctx) {
       liveState.textContent = TERMINAL_STATUSES.includes(status)
         ? "Final: no more updates" : "Settled: watching for changes";
     } else if (live !== "error") {
-      liveState.textContent = { live: "Live", reconnecting: "Reconnecting…", connecting: "Connecting…" }[live];
+      liveState.textContent = {
+        live: "Live", reconnecting: "Reconnecting…", connecting: "Connecting…",
+        limited: "Paused: too many live pages open (close another tab); retrying…",
+      }[live];
     }
   }
 

@@ -275,3 +275,27 @@ async def test_a_user_holds_a_bounded_number_of_streams_and_gets_them_back(
             return one.status_code == two.status_code == 200
 
     await wait_for(two_open_again, timeout_s=15, interval_s=1.5)
+
+
+async def test_the_deployment_page_waits_for_a_free_stream_then_goes_live(
+    new_page: Any, queued: dict[str, Any], settings: Settings
+) -> None:
+    """In the browser: a page past the cap says so and keeps asking; once another page of the
+    user closes, it goes live without a reload."""
+    from playwright.async_api import expect
+
+    from tests.ui.pages import sign_in
+
+    settings.max_event_streams_per_user = 1
+    url = f"/deployments/{queued['id']}"
+    first = await new_page()
+    await sign_in(first, queued["account"])
+    await first.goto(url)
+    await expect(first.locator(".live")).to_have_text("Live")
+
+    second = await new_page()
+    await sign_in(second, queued["account"])
+    await second.goto(url)
+    await expect(second.locator(".live")).to_contain_text("too many live pages open")
+    await first.close()  # its stream ends: the server gives the slot back
+    await expect(second.locator(".live")).to_have_text("Live", timeout=20_000)
