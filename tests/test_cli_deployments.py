@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import insert, select
 from temporalio.client import Client
 
+from cli_client import next_page
 from cli_deployments import HISTORY_PAGE
 from db.models import DeploymentHistory
 from db.session import SessionMaker
@@ -393,3 +394,24 @@ async def test_show_and_watch_read_a_long_history_page_after_page(
     assert watched.code == 0, watched.err
     events = [json.loads(line)["event"] for line in watched.out.splitlines()]
     assert events == ["status", "end"]
+
+
+@pytest.mark.parametrize(
+    ("link", "followed"),
+    [
+        ('</api/deployments/7/history?after=9&limit=2>; rel="next"', True),
+        ('<https://elsewhere.example/api/x>; rel="next"', False),  # the token stays home
+        ('<//elsewhere.example/api/x>; rel="next"', False),
+        ('</api/deployments/7/history?after=1&limit=2>; rel="next"', False),  # this page again
+        ('</api/deployments/7/history?after=9&limit=2>; rel="prev"', False),
+        (None, False),
+    ],
+)
+def test_the_client_follows_only_a_next_page_on_its_own_server(
+    link: str | None, followed: bool
+) -> None:
+    request = httpx.Request("GET", "http://api.test/api/deployments/7/history?after=1&limit=2")
+    headers = {"Link": link} if link else {}
+    response = httpx.Response(200, headers=headers, json=[], request=request)
+    expected = "/api/deployments/7/history?after=9&limit=2" if followed else None
+    assert next_page(response) == expected
