@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from temporalio.client import Client
@@ -37,6 +38,7 @@ async def run(baseline: bool, ready_file: Path | None) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         with ThreadPoolExecutor(max_workers=16) as executor:
+            worker: AbstractAsyncContextManager[object]
             if baseline:
                 worker = build_baseline_worker(client, executor)
             else:
