@@ -103,8 +103,15 @@ def test_create_rerun_grow_refuse_a_shrink_and_remove(lvm_host: Host) -> None:
     assert host.vg_report()["vg_seqno"] == group["vg_seqno"]
     assert host.logical_volumes() == volumes
 
-    # Grow data to 3 GiB: lvextend on data only; the manifest follows.
+    # Grow data to 3 GiB. In check mode first: lvextend --test, nothing written.
     vars_file = host.write_vars(701, two_disks(host, data_gb=3, logs_gb=1), **ACTIVATION_OFF)
+    checked = host.run("deploy.yml", vars_file, "--check")
+    assert checked.rc == 0, checked.output
+    assert changed_items(checked, "Create the logical volumes") == {"data": True, "logs": False}
+    assert host.vg_report()["vg_seqno"] == group["vg_seqno"]
+    assert host.logical_volumes() == volumes
+    assert manifest_sizes(host, 701) == {"data": 1, "logs": 1}
+    # For real: lvextend on data only; the manifest follows.
     grown = host.run("deploy.yml", vars_file)
     assert grown.rc == 0, grown.output
     assert changed_items(grown, "Create the logical volumes") == {"data": True, "logs": False}
