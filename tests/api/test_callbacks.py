@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from api.callback_ingest import signature_of
+from api import body_limit
+from api.callback_ingest import REPLAY_MEMORY_S, signature_of
 from db.models import CallbackSignature, DeploymentHistory
 from db.session import SessionMaker
 from domain.callback_tokens import callback_token
 from settings import Settings
 from tests.callback_events import event, signed
 from tests.conftest import wait_for
+from vocabulary import callback_events as contract
 from vocabulary.callback_events import (
     MAX_BODY_BYTES,
     MAX_COUNTER,
@@ -72,6 +76,11 @@ async def _rows(sessionmaker: SessionMaker) -> int:
         return int(await session.scalar(select(func.count()).select_from(DeploymentHistory)) or 0)
 
 
+async def _signature_rows(sessionmaker: SessionMaker) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(CallbackSignature)) or 0)
+
+
 async def test_signed_run_is_stored_once_and_ends_the_deployment(
     api: httpx.AsyncClient, deployment: dict[str, Any], sessionmaker: SessionMaker
 ) -> None:
@@ -84,9 +93,11 @@ async def test_signed_run_is_stored_once_and_ends_the_deployment(
         return await _status(api, deployment) == S.RUNNING
 
     await wait_for(running)
-    # The plugin re-sends a batch after a lost answer: re-signed, same counters, nothing new.
-    time.sleep(1)
-    body, headers = signed(deployment["token"], {"events": RUN_OK[:2]})
+    # The plugin re-sends a batch after a lost answer: re-signed (a later second, so a signature
+    # of its own), same counters, nothing new.
+    body, headers = signed(
+        deployment["token"], {"events": RUN_OK[:2]}, timestamp=int(time.time()) + 1
+    )
     again = await api.post(url, content=body, headers=headers)
     assert again.json() == {"accepted": 2, "stored": 0}
 
@@ -197,13 +208,23 @@ async def test_forged_stale_replayed_and_cross_deployment_callbacks_write_nothin
     ],
 )
 async def test_malformed_signed_events_are_422(
-    api: httpx.AsyncClient, deployment: dict[str, Any], payload: Any
+    api: httpx.AsyncClient, deployment: dict[str, Any], sessionmaker: SessionMaker, payload: Any
 ) -> None:
+    """Refused whole: no row, no remembered signature, no milestone signalled."""
+    rows, signatures = await _rows(sessionmaker), await _signature_rows(sessionmaker)
     body, headers = signed(deployment["token"], payload)
     response = await api.post(
         f"/api/deployments/{deployment['id']}/callback", content=body, headers=headers
     )
     assert response.status_code == 422
+    assert await _rows(sessionmaker) == rows
+    assert await _signature_rows(sessionmaker) == signatures
+    assert await _status(api, deployment) == S.QUEUED
+    # The same signed body again is no replay: nothing of it was remembered.
+    again = await api.post(
+        f"/api/deployments/{deployment['id']}/callback", content=body, headers=headers
+    )
+    assert again.status_code == 422
 
 
 @pytest.mark.parametrize(("size", "expected"), [(MAX_BODY_BYTES, 200), (MAX_BODY_BYTES + 1, 413)])
@@ -225,6 +246,107 @@ async def test_a_callback_body_may_be_as_large_as_the_contract_says_and_no_large
         f"/api/deployments/{deployment['id']}/callback", content=body, headers=headers
     )
     assert response.status_code == expected, response.text
+
+
+async def test_a_batch_may_hold_as_many_events_as_the_contract_says_and_no_more(
+    api: httpx.AsyncClient,
+    deployment: dict[str, Any],
+    sessionmaker: SessionMaker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch cap, made small: a batch at the cap is stored whole, one over is refused whole
+    (422 naming the events, no row, no remembered signature)."""
+    monkeypatch.setattr(contract, "MAX_EVENTS_PER_BATCH", 3)
+    url = f"/api/deployments/{deployment['id']}/callback"
+    rows, signatures = await _rows(sessionmaker), await _signature_rows(sessionmaker)
+    over = [event(n, "runner_on_ok", "web-1", f"Task {n}") for n in range(1, 5)]
+    body, headers = signed(deployment["token"], {"events": over})
+    refused = await api.post(url, content=body, headers=headers)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"][0]["loc"] == ["body", "events"]
+    assert await _rows(sessionmaker) == rows
+    assert await _signature_rows(sessionmaker) == signatures
+
+    body, headers = signed(deployment["token"], {"events": over[:3]})
+    assert (await api.post(url, content=body, headers=headers)).json() == {
+        "accepted": 3,
+        "stored": 3,
+    }
+    assert await _rows(sessionmaker) == rows + 3
+
+
+async def test_a_callback_body_streamed_without_a_length_is_cut_at_the_cap(
+    api: httpx.AsyncClient,
+    deployment: dict[str, Any],
+    sessionmaker: SessionMaker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cap, made small, holds for a chunked body too (no Content-Length to refuse up front):
+    counted as it arrives, 413 once over, nothing stored; a streamed body at the cap is read."""
+    monkeypatch.setattr(body_limit, "CALLBACK_LIMIT", 2048)
+    url = f"/api/deployments/{deployment['id']}/callback"
+    rows, signatures = await _rows(sessionmaker), await _signature_rows(sessionmaker)
+
+    def padded(size: int, task: str) -> bytes:
+        compact = json.dumps({"events": [event(1, "runner_on_ok", "web-1", task)]}).encode()
+        return compact[:-1] + b" " * (size - len(compact)) + b"}"
+
+    async def post_in_chunks(body: bytes) -> httpx.Response:
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-Provisio-Timestamp": timestamp,
+            "X-Provisio-Signature": "sha256=" + signature_of(deployment["token"], timestamp, body),
+        }
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), 500):
+                yield body[start : start + 500]
+
+        return await api.post(url, content=chunks(), headers=headers)
+
+    over = await post_in_chunks(padded(2049, "Over"))
+    assert over.status_code == 413, over.text
+    assert "2048" in over.json()["detail"]
+    assert await _rows(sessionmaker) == rows
+    assert await _signature_rows(sessionmaker) == signatures
+    at_cap = await post_in_chunks(padded(2048, "At the cap"))
+    assert at_cap.json() == {"accepted": 1, "stored": 1}
+
+
+async def test_signatures_are_forgotten_once_past_the_replay_memory(
+    api: httpx.AsyncClient, deployment: dict[str, Any], sessionmaker: SessionMaker
+) -> None:
+    """A signature is remembered for REPLAY_MEMORY_S (past the freshness window its request is
+    refused as stale anyway) and forgotten after it, as later requests come: one aged just past
+    the memory goes, one just within it stays."""
+    url = f"/api/deployments/{deployment['id']}/callback"
+    sent = []
+    for counter in (1, 2):
+        body, headers = signed(
+            deployment["token"],
+            {"events": [event(counter, "runner_on_ok", "web-1", f"Task {counter}")]},
+            timestamp=int(time.time()) + counter,
+        )
+        assert (await api.post(url, content=body, headers=headers)).status_code == 200
+        sent.append(headers["X-Provisio-Signature"].removeprefix("sha256="))
+    old, recent = sent
+    async with sessionmaker.begin() as session:
+        for signature, age_s in ((old, REPLAY_MEMORY_S + 5), (recent, REPLAY_MEMORY_S - 30)):
+            await session.execute(
+                update(CallbackSignature)
+                .where(CallbackSignature.signature == signature)
+                .values(received_at=func.now() - timedelta(seconds=age_s))
+            )
+
+    body, headers = signed(
+        deployment["token"], {"events": [event(3, "runner_on_ok", "web-1", "Task 3")]}
+    )
+    assert (await api.post(url, content=body, headers=headers)).status_code == 200
+    newest = headers["X-Provisio-Signature"].removeprefix("sha256=")
+    async with sessionmaker() as session:
+        kept = set(await session.scalars(select(CallbackSignature.signature)))
+    assert kept == {recent, newest}
 
 
 def _bad(**data: Any) -> dict[str, Any]:
@@ -255,11 +377,6 @@ OUT_OF_BOUNDS = [
     (_stats({"web-1": {"ok": "1" * 10_000}}), ["data", "stats"]),
     (_stats({"web-1": "ok"}), ["data", "stats"]),
 ]
-
-
-async def _signature_rows(sessionmaker: SessionMaker) -> int:
-    async with sessionmaker() as session:
-        return int(await session.scalar(select(func.count()).select_from(CallbackSignature)) or 0)
 
 
 async def test_a_value_beyond_the_contract_bounds_is_422_and_stores_nothing(
