@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # How long a failed deployment keeps what it built when its template sets no
     # `provisio.failure_retention_s`; then it is torn down on its own.
     default_failure_retention_s: int = 86400
+    # A destroy at the end of a lease that fails is tried again this long after (it is never
+    # dropped; the deployment shows the new time as its expiry).
+    lease_destroy_retry_s: int = 3600
     # A deployment's workflow continues as new past this many history events.
     workflow_max_history_events: int = 2000
 
@@ -105,7 +108,6 @@ class Settings(BaseSettings):
     # Embedded stack: where PostgreSQL's data, Temporal's database file and secrets live.
     data_dir: Path = PROJECT_ROOT / "var"
     admin_password: str = Field(default="", repr=False)
-
 
     def host_task_queue(self) -> str:
         """This worker host's own task queue."""

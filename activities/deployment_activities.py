@@ -10,6 +10,7 @@ from db.repository import (
     deployment_exists,
     insert_deployment,
     load_template_snapshot,
+    record_lease,
     record_run,
     record_step,
 )
@@ -20,6 +21,7 @@ from vocabulary.contracts import (
     DeployRequest,
     DisksAllocatedInput,
     RecordDeploymentInput,
+    RecordLeaseInput,
     RecordRunInput,
     RecordStepInput,
     RejectDeploymentInput,
@@ -108,3 +110,9 @@ class DeploymentActivities(DeploymentSteps):
     async def record_step(self, data: RecordStepInput) -> None:
         async with self._one_statement() as session:
             await record_step(session, data)
+
+    @activity.defn
+    async def record_lease(self, data: RecordLeaseInput) -> None:
+        """The lease's new expiry and its history row, in one transaction."""
+        async with self._sessionmaker.begin() as session:
+            await record_lease(session, data)

@@ -91,6 +91,7 @@ def _request(
         default_failure_retention_s=settings.default_failure_retention_s,
         max_history_events=settings.workflow_max_history_events,
         host_answer_timeout_s=settings.host_answer_timeout_s,
+        lease_destroy_retry_s=settings.lease_destroy_retry_s,
     )
 
 

@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from domain.validation import FILESYSTEMS, MAX_DISK_GB
 from vocabulary.disks import DiskState
+from vocabulary.leases import MAX_LEASE_S
 from vocabulary.operations import Operation
 from vocabulary.users import Role
 
@@ -126,6 +127,20 @@ class DeploymentCreate(Strict):
     disk_allocations: Annotated[list[DiskOverrideIn], Field(max_length=32)] = []
 
 
+class LeaseExtension(Strict):
+    """`extend_s` after the current expiry, or a new `expires_at` (with its time zone): exactly
+    one, and never past the template's `max_lease_s` from now."""
+
+    extend_s: Annotated[int, Field(ge=1, le=MAX_LEASE_S, strict=True)] | None = None
+    expires_at: Annotated[AwareDatetime, Field(strict=False)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LeaseExtension:
+        if (self.extend_s is None) == (self.expires_at is None):
+            raise ValueError("name exactly one of extend_s and expires_at")
+        return self
+
+
 class DeploymentSummary(BaseModel):
     id: int
     deployment_name: str
@@ -137,6 +152,8 @@ class DeploymentSummary(BaseModel):
     workflow_id: str
     created_at: datetime
     updated_at: datetime
+    # When the lease ends and the deployment is destroyed (null: no lease).
+    expires_at: datetime | None = None
 
 
 class DeploymentPage(BaseModel):
@@ -156,7 +173,6 @@ class DeploymentDetail(DeploymentSummary):
     temporal_url: str
     attempt: int
     retained_until: datetime | None
-    expires_at: datetime | None = None
     approval: dict[str, Any] | None = None
     # What the owner may do now (vocabulary.operations): the UI and the CLI offer exactly these.
     allowed_operations: list[Operation]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select, true
+from sqlalchemy import Select, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Deployment, DeploymentHistory, DiskAllocation, Template, User
@@ -31,6 +31,7 @@ SUMMARY_COLUMNS = (
     Deployment.workflow_id,
     Deployment.created_at,
     Deployment.updated_at,
+    Deployment.expires_at,
 )
 
 
@@ -72,6 +73,7 @@ async def list_deployments(
     template_id: int | None,
     before_id: int | None,
     limit: int,
+    expiring_within_s: int | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Newest first, keyset-paginated on id (ids grow with creation time): a page of rows with
     ids below `before_id`, and the id the next page starts below (None on the last page)."""
@@ -80,6 +82,9 @@ async def list_deployments(
         stmt = stmt.where(Deployment.status == status)
     if template_id is not None:
         stmt = stmt.where(Deployment.template_id == template_id)
+    if expiring_within_s is not None:  # a lease ending within that long (or overdue)
+        horizon = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, expiring_within_s)
+        stmt = stmt.where(Deployment.expires_at <= horizon)
     if before_id is not None:
         stmt = stmt.where(Deployment.id < before_id)
     stmt = stmt.order_by(Deployment.id.desc()).limit(limit + 1)

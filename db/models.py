@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -99,6 +100,12 @@ class Deployment(Base):
         # Newest-first listing per user and per status, keyset-paginated on id.
         Index("ix_deployments_user_id_id", "user_id", "id"),
         Index("ix_deployments_status_id", "status", "id"),
+        # "Expiring within": only deployments with a lease.
+        Index(
+            "ix_deployments_expires_at",
+            "expires_at",
+            postgresql_where=text("expires_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -116,6 +123,8 @@ class Deployment(Base):
     # what it built before it is torn down.
     attempt: Mapped[int] = mapped_column(Integer, server_default="1")
     retained_until: Mapped[datetime | None] = mapped_column()
+    # Addition: when the deployment's lease ends and it is destroyed (null: no lease).
+    expires_at: Mapped[datetime | None] = mapped_column()
 
 
 class DiskAllocation(DiskColumns, Base):

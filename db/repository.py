@@ -29,7 +29,7 @@ from db.models import (
     TemplateDiskAllocation,
 )
 from domain.validation import TemplateSnapshot
-from vocabulary.contracts import RecordStepInput, ValidatedDeployment
+from vocabulary.contracts import RecordLeaseInput, RecordStepInput, ValidatedDeployment
 from vocabulary.disks import DISK_FIELDS, DiskSpec
 from vocabulary.operations import ENTERED_FROM
 from vocabulary.runs import RunRef
@@ -259,6 +259,18 @@ async def record_step(session: AsyncSession, step: RecordStepInput) -> bool:
         )
         stmt = stmt.add_cte(disks)
     return (await (await session.connection()).execute(stmt)).scalar() is not None
+
+
+async def record_lease(session: AsyncSession, lease: RecordLeaseInput) -> None:
+    """The deployment's expiry and, when given, the history row saying why. The expiry moves
+    without a status move, so it has an UPDATE of its own; a repeated call writes the same."""
+    if lease.step is not None:
+        await record_step(session, lease.step)
+    await (await session.connection()).execute(
+        update(Deployment)
+        .where(Deployment.id == lease.deployment_id)
+        .values(expires_at=lease.expires_at, updated_at=func.now())
+    )
 
 
 async def next_deployment_id(session: AsyncSession) -> int:

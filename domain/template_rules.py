@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from domain.disk_rules import filesystem_error, lvm_name_error, mount_point_error, size_error
 from domain.validation import RESERVED_KEY, FieldError
+from vocabulary.leases import MAX_LEASE_S, MAX_LEASE_WARNINGS
 
 MAX_CALLBACK_TIMEOUT_S = 7 * 24 * 3600
 
@@ -31,7 +32,15 @@ def _ansible_keys(value: Any, loc: list[str | int]) -> list[FieldError]:
     return errors
 
 
-SETTINGS = ("callback_timeout_s", "overrides", "max_total_gb", "failure_retention_s")
+SETTINGS = (
+    "callback_timeout_s",
+    "overrides",
+    "max_total_gb",
+    "failure_retention_s",
+    "lease_s",
+    "max_lease_s",
+    "lease_warnings_s",
+)
 # A failed deployment keeps what it built for at most this long (90 days) before its teardown.
 MAX_FAILURE_RETENTION_S = 90 * 24 * 3600
 
@@ -71,6 +80,8 @@ def _orchestration(settings: Any) -> list[FieldError]:
             MAX_FAILURE_RETENTION_S,
             f"must be an integer from 0 to {MAX_FAILURE_RETENTION_S} (seconds)",
         ),
+        "lease_s": (1, MAX_LEASE_S, f"must be an integer from 1 to {MAX_LEASE_S} (seconds)"),
+        "max_lease_s": (1, MAX_LEASE_S, f"must be an integer from 1 to {MAX_LEASE_S} (seconds)"),
     }
     for key, (low, high, msg) in bounds.items():
         value = settings.get(key)
@@ -83,6 +94,35 @@ def _orchestration(settings: Any) -> list[FieldError]:
             or (high is not None and value > high)
         ):
             errors.append(_error([*loc, key], msg))
+    return errors + _lease(settings, loc)
+
+
+def _is_seconds(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_LEASE_S
+
+
+def _lease(settings: dict[str, Any], loc: list[str | int]) -> list[FieldError]:
+    """What the bounds table cannot say: the maximum needs a lease and holds it, and the
+    warnings are a short list of distinct durations."""
+    errors = []
+    lease, most = settings.get("lease_s"), settings.get("max_lease_s")
+    if most is not None and lease is None:
+        errors.append(_error([*loc, "max_lease_s"], "needs lease_s: only a lease is extended"))
+    elif _is_seconds(lease) and _is_seconds(most) and lease > most:
+        errors.append(_error([*loc, "lease_s"], f"must not exceed max_lease_s ({most})"))
+    if "lease_warnings_s" in settings:
+        warnings = settings["lease_warnings_s"]
+        if (
+            not isinstance(warnings, list)
+            or len(warnings) > MAX_LEASE_WARNINGS
+            or not all(_is_seconds(w) for w in warnings)
+            or len(set(warnings)) != len(warnings)
+        ):
+            msg = (
+                f"must be a list of at most {MAX_LEASE_WARNINGS} distinct integers from 1 to"
+                f" {MAX_LEASE_S} (seconds before the lease ends)"
+            )
+            errors.append(_error([*loc, "lease_warnings_s"], msg))
     return errors
 
 

@@ -121,6 +121,28 @@ def _failure_retention(configuration: dict[str, Any]) -> int | None:
     return retention if valid else None
 
 
+def _lease_settings(configuration: dict[str, Any]) -> dict[str, Any]:
+    """The template's lease: its length, its longest extension (the lease itself when unset: no
+    extension), and its warnings (None: the defaults). Absent or malformed: no lease."""
+    settings = _orchestration(configuration)
+
+    def seconds(value: Any) -> int | None:
+        valid = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        return value if valid else None
+
+    lease = seconds(settings.get("lease_s"))
+    if lease is None:
+        return {}
+    warnings = settings.get("lease_warnings_s")
+    return {
+        "lease_s": lease,
+        "max_lease_s": max(lease, seconds(settings.get("max_lease_s")) or lease),
+        "lease_warnings_s": (
+            [w for w in warnings if seconds(w)] if isinstance(warnings, list) else None
+        ),
+    }
+
+
 def validate_deployment(
     template: TemplateSnapshot | None, request: DeploymentAsk
 ) -> ValidatedDeployment:
@@ -183,4 +205,5 @@ def validate_deployment(
         disks=list(disks.values()),
         callback_timeout_s=_callback_timeout(template.configuration),
         failure_retention_s=_failure_retention(template.configuration),
+        **_lease_settings(template.configuration),
     )

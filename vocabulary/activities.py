@@ -19,6 +19,7 @@ from vocabulary.contracts import (
     DeployRequest,
     DisksAllocatedInput,
     RecordDeploymentInput,
+    RecordLeaseInput,
     RecordRunInput,
     RecordStepInput,
     RejectDeploymentInput,
@@ -57,6 +58,10 @@ class DeploymentSteps:
 
     @activity.defn
     async def record_step(self, data: RecordStepInput) -> None:
+        raise NotImplementedError
+
+    @activity.defn
+    async def record_lease(self, data: RecordLeaseInput) -> None:
         raise NotImplementedError
 
 

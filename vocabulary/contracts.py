@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from vocabulary.disks import DiskOverride, DiskSpec, DiskState
+from vocabulary.leases import Lease
 from vocabulary.operations import Operation
 from vocabulary.runs import RunAction, RunHost, RunRef
 from vocabulary.statuses import DeploymentStatus
@@ -30,6 +31,10 @@ class ValidatedDeployment:
     disks: list[DiskSpec]
     callback_timeout_s: int | None = None
     failure_retention_s: int | None = None
+    # The template's lease settings (`provisio.lease_s`, `max_lease_s`, `lease_warnings_s`).
+    lease_s: int | None = None
+    max_lease_s: int | None = None
+    lease_warnings_s: list[int] | None = None
 
 
 @dataclass
@@ -42,6 +47,7 @@ class DeploymentState:
     runs: int
     retained_until: datetime | None = None
     host: RunHost | None = None  # None until the first run chose it
+    lease: Lease | None = None  # None when the deployment has no lease
 
 
 @dataclass
@@ -62,6 +68,8 @@ class DeployRequest:
     max_history_events: int = 2000
     # How long a run's host may leave a call to it untaken before the run counts as lost.
     host_answer_timeout_s: int = 300
+    # A destroy at the end of a lease that fails is tried again this long after.
+    lease_destroy_retry_s: int = 3600
     # Set when the workflow continues as new: where the deployment stands.
     resume: DeploymentState | None = None
 
@@ -80,6 +88,21 @@ class OperationAccepted:
 
     operation: Operation
     status: DeploymentStatus
+
+
+@dataclass
+class LeaseRequest:
+    """The lease extension Update's input: `extend_s` after the current expiry, or a new
+    `expires_at`; exactly one of them."""
+
+    requested_by: str
+    extend_s: int | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass
+class LeaseAccepted:
+    expires_at: datetime
 
 
 @dataclass
@@ -141,6 +164,15 @@ class RecordRunInput:
 
     deployment_id: int
     run: RunRef
+    step: RecordStepInput | None = None
+
+
+@dataclass
+class RecordLeaseInput:
+    """The deployment's expiry (None: no lease any more) with the history row that says why."""
+
+    deployment_id: int
+    expires_at: datetime | None
     step: RecordStepInput | None = None
 
 

@@ -7,3 +7,5 @@ UNSAFE_VARIABLES = "UnsafeVariables"
 REJECTIONS = (VALIDATION_FAILED, DUPLICATE_NAME)
 # An operation the deployment's current status does not allow (the API's 409).
 OPERATION_REFUSED = "OperationRefused"
+# A lease extension the deployment's lease does not allow (past max_lease_s; the API's 422).
+LEASE_REFUSED = "LeaseRefused"

@@ -1,9 +1,10 @@
 """DeployWorkflow: the life of one deployment, from its launch until nothing of it is left.
 
-Provisioning: validate → record → disks → trigger → await callback → settled status. Then the
-workflow waits for operations (Updates with validators: cancel, destroy, retry) and for the end
-of a failed deployment's retention, and continues as new before its history grows large. It ends
-only when the deployment is cancelled or destroyed (or refused at launch).
+Provisioning: validate → record → disks → lease → trigger → await callback → settled status.
+Then the workflow waits for operations (Updates with validators: cancel, destroy, retry, lease
+extension), for the end of a failed deployment's retention and for its lease's warnings and
+end, and continues as new before its history grows large. It ends only when the deployment is
+cancelled or destroyed (or refused at launch).
 
 Deterministic and free of I/O. Activities are called through their signatures in
 `vocabulary.activities`, so neither SQLAlchemy nor any runner library is imported into the
@@ -29,11 +30,14 @@ with workflow.unsafe.imports_passed_through():
         DeployRequest,
         DeployResult,
         DisksAllocatedInput,
+        LeaseAccepted,
+        LeaseRequest,
         OperationAccepted,
         OperationRequest,
         PipelineFinished,
         PipelineStarted,
         RecordDeploymentInput,
+        RecordLeaseInput,
         RecordRunInput,
         RecordStepInput,
         RejectDeploymentInput,
@@ -41,7 +45,16 @@ with workflow.unsafe.imports_passed_through():
         ValidatedDeployment,
     )
     from vocabulary.disks import DiskState
-    from vocabulary.errors import OPERATION_REFUSED, REJECTIONS
+    from vocabulary.errors import LEASE_REFUSED, OPERATION_REFUSED, REJECTIONS
+    from vocabulary.leases import (
+        DEFAULT_LEASE_WARNINGS_S,
+        Lease,
+        describe_seconds,
+        extension_error,
+        extension_refusal,
+        new_expiry,
+        pending_warnings,
+    )
     from vocabulary.operations import ENTERED_FROM, Operation, refusal
     from vocabulary.runs import RunAction, RunHost, RunRef, RunState, RunStatus
     from vocabulary.statuses import DeploymentStatus as S
@@ -74,6 +87,8 @@ MAX_STATUS_CHECKS = 500
 STOP_CONFIRM_TIMEOUT = timedelta(minutes=5)
 
 Outcome = tuple[S, str, dict[str, Any]]
+# What a settled deployment waits for besides operations (see `_next_due`).
+RETENTION_ENDS, LEASE_WARNING, LEASE_ENDS = "retention", "lease-warning", "lease"
 
 
 def _key(name: str, run: int) -> str:
@@ -98,6 +113,9 @@ class DeployWorkflow:
         self._destroy_reason = ""
         self._host: RunHost | None = None  # where the runs live; chosen at the first run
         self._host_silent = False  # the host left a call untaken for host_answer_timeout_s
+        self._lease: Lease | None = None
+        # Extensions record one at a time, so the stored expiry is always the latest.
+        self._lease_lock = asyncio.Lock()
         if request.resume is not None:
             state = request.resume
             self._deployment = state.deployment
@@ -106,6 +124,7 @@ class DeployWorkflow:
             self._runs = state.runs
             self._retained_until = state.retained_until
             self._host = state.host
+            self._lease = state.lease
 
     @workflow.run
     async def run(self, request: DeployRequest) -> DeployResult:
@@ -174,6 +193,45 @@ class DeployWorkflow:
     def _validate_retry(self, request: OperationRequest) -> None:
         self._refuse_unless(Operation.RETRY)
 
+    @workflow.update
+    async def extend_lease(self, request: LeaseRequest) -> LeaseAccepted:
+        async with self._lease_lock:
+            # Asked again: an expiry or another extension may have come in between.
+            lease = self._refuse_extension(request)
+            lease.expires_at = new_expiry(lease, request.extend_s, request.expires_at)
+            lease.warnings_pending = pending_warnings(
+                lease.expires_at, self._lease_warnings(), workflow.now()
+            )
+            lease.extensions += 1
+            await self._record_lease(
+                f"lease-extended:{lease.extensions}",
+                f"Lease extended to {lease.expires_at.isoformat()} by {request.requested_by}",
+                {"by": request.requested_by, "expires_at": lease.expires_at.isoformat()},
+            )
+            return LeaseAccepted(lease.expires_at)
+
+    @extend_lease.validator
+    def _validate_extension(self, request: LeaseRequest) -> None:
+        self._refuse_extension(request)
+
+    def _refuse_extension(self, request: LeaseRequest) -> Lease:
+        """The lease to extend, or the refusal: the status (409), or the extension itself (422,
+        with the field it names)."""
+        reason = extension_refusal(self._status)
+        if reason is not None:
+            raise ApplicationError(reason, type=OPERATION_REFUSED, non_retryable=True)
+        if self._lease is None:
+            msg = "the deployment has no lease: its template sets no lease_s"
+            raise ApplicationError(msg, type=OPERATION_REFUSED, non_retryable=True)
+        if (request.extend_s is None) == (request.expires_at is None):
+            msg = "name exactly one of extend_s and expires_at"
+            raise ApplicationError(msg, "extend_s", type=LEASE_REFUSED, non_retryable=True)
+        error = extension_error(self._lease, workflow.now(), request.extend_s, request.expires_at)
+        if error is not None:
+            field, msg = error
+            raise ApplicationError(msg, field, type=LEASE_REFUSED, non_retryable=True)
+        return self._lease
+
     def _refuse_unless(self, operation: Operation) -> None:
         """Refused by a validator, an operation leaves no trace in the workflow's history; the
         handler asks again, as updates accepted together run after each other's validators."""
@@ -210,6 +268,7 @@ class DeployWorkflow:
                 DisksAllocatedInput(request.deployment_id, deployment.disks),
                 **DB_STEP,
             )
+            await self._start_lease()
 
     async def _validate(self, request: DeployRequest) -> ValidatedDeployment:
         """The template may have changed since the API checked: this answer is the authority."""
@@ -291,6 +350,7 @@ class DeployWorkflow:
         ok, reason = await self._teardown()
         if not ok:
             await self._fail(_key("destroy-failed", self._runs), f"Destroy failed: {reason}")
+            await self._retry_expired_lease()
             return
         message = f"Deployment destroyed ({self._destroy_reason}); nothing of it is left"
         await self._end(S.DESTROYED, message)
@@ -306,21 +366,123 @@ class DeployWorkflow:
         )
 
     async def _settled(self) -> None:
-        """Wait for an operation, or for the end of a failed deployment's retention."""
+        """Wait for an operation, for the end of a failed deployment's retention, or for the
+        next warning or the end of its lease."""
         if self._history_is_long():
             await self._continue_as_new()
         settled = self._status
-        timeout = None
-        if self._retained_until is not None:
-            timeout = max(self._retained_until - workflow.now(), timedelta(0))
+        expiry = self._expiry()
+        due = self._next_due()
+        timeout = None if due is None else max(due[0] - workflow.now(), timedelta(0))
         try:
             await workflow.wait_condition(
-                lambda: self._status != settled or self._history_is_long(), timeout=timeout
+                lambda: (
+                    self._status != settled or self._expiry() != expiry or self._history_is_long()
+                ),
+                timeout=timeout,
             )
         except TimeoutError:
-            await self._begin_destroy("its failure retention ended", "provisio")
+            await self._handle_due()
         # An operation's handler records its first step before the work starts.
         await workflow.wait_condition(workflow.all_handlers_finished)
+
+    def _next_due(self) -> tuple[datetime, str] | None:
+        """The first thing a settled deployment waits for besides an operation: the end of its
+        retention, its lease's next warning, or the end of its lease (the end first on a tie)."""
+        times: list[tuple[datetime, int, str]] = []
+        if self._lease is not None:
+            times.append((self._lease.expires_at, 0, LEASE_ENDS))
+            if self._lease.warnings_pending:
+                before = timedelta(seconds=self._lease.warnings_pending[0])
+                times.append((self._lease.expires_at - before, 2, LEASE_WARNING))
+        if self._retained_until is not None:
+            times.append((self._retained_until, 1, RETENTION_ENDS))
+        if not times:
+            return None
+        when, _, what = min(times)
+        return when, what
+
+    async def _handle_due(self) -> None:
+        """What the timer woke for, asked again: an extension may have moved the lease."""
+        due = self._next_due()
+        if due is None or due[0] > workflow.now() or not self._status.is_settled:
+            return
+        what = due[1]
+        if what == RETENTION_ENDS:
+            await self._begin_destroy("its failure retention ended", "provisio")
+        elif what == LEASE_ENDS:
+            await self._begin_destroy("its lease expired", "provisio")
+        else:
+            await self._warn_of_lease_end()
+
+    async def _warn_of_lease_end(self) -> None:
+        lease = self._lease
+        assert lease is not None
+        now = workflow.now()
+        # Warnings that came due together (the worker was away) say only the nearest of them.
+        due = [w for w in lease.warnings_pending if lease.expires_at - timedelta(seconds=w) <= now]
+        lease.warnings_pending = [w for w in lease.warnings_pending if w not in due]
+        if not due or lease.expires_at <= now:
+            return
+        before = due[-1]
+        when = lease.expires_at.isoformat()
+        await self._step(
+            f"lease-warning:{int(lease.expires_at.timestamp())}:{before}",
+            self._status,
+            f"Lease ends in {describe_seconds(before)} (at {when}); the deployment is then"
+            " destroyed unless its lease is extended",
+            {"expires_at": when, "before_s": before},
+        )
+
+    # --- the lease ----------------------------------------------------------------------------
+
+    def _expiry(self) -> datetime | None:
+        return None if self._lease is None else self._lease.expires_at
+
+    def _lease_warnings(self) -> list[int]:
+        warnings = self._validated().lease_warnings_s
+        return list(DEFAULT_LEASE_WARNINGS_S) if warnings is None else warnings
+
+    async def _start_lease(self) -> None:
+        """A new deployment's lease, from the template's `lease_s` (none without it)."""
+        deployment = self._validated()
+        if deployment.lease_s is None:
+            return
+        now = workflow.now()
+        expires_at = now + timedelta(seconds=deployment.lease_s)
+        self._lease = Lease(
+            expires_at=expires_at,
+            max_s=deployment.max_lease_s or deployment.lease_s,
+            warnings_pending=pending_warnings(expires_at, self._lease_warnings(), now),
+        )
+        await self._record_lease(
+            "lease",
+            f"Lease of {describe_seconds(deployment.lease_s)}: expires at {expires_at.isoformat()}",
+            {"expires_at": expires_at.isoformat(), "lease_s": deployment.lease_s},
+        )
+
+    async def _retry_expired_lease(self) -> None:
+        """A destroy that failed after the lease ended is never dropped: it is tried again
+        later, and the deployment shows when."""
+        lease = self._lease
+        if lease is None or lease.expires_at > workflow.now():
+            return
+        lease.expires_at = workflow.now() + timedelta(seconds=self._request.lease_destroy_retry_s)
+        lease.warnings_pending = []
+        await self._record_lease(
+            _key("lease-retry", self._runs),
+            f"The lease has ended: its destroy is tried again at {lease.expires_at.isoformat()}",
+            {"expires_at": lease.expires_at.isoformat()},
+        )
+
+    async def _record_lease(self, key: str, message: str, details: dict[str, Any]) -> None:
+        """The lease's expiry as it now stands, with its history row (the status unchanged)."""
+        step = self._make_step(key, self._status, message, details)
+        await workflow.execute_activity_method(
+            DeploymentSteps.record_lease,
+            RecordLeaseInput(self._request.deployment_id, self._expiry(), step),
+            **DB_STEP,
+        )
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -338,6 +500,7 @@ class DeployWorkflow:
             runs=self._runs,
             retained_until=self._retained_until,
             host=self._host,
+            lease=self._lease,
         )
         workflow.continue_as_new(dataclasses.replace(self._request, resume=state))
 
@@ -548,9 +711,16 @@ class DeployWorkflow:
         await self._step(key, status, message, details)
 
     async def _end(self, status: S, message: str) -> None:
-        """Cancelled or destroyed: nothing is left, every disk released."""
+        """Cancelled or destroyed: nothing is left, every disk released, no lease."""
         self._retained_until = None
         await self._step("end", status, message, {}, DiskState.RELEASED)
+        if self._lease is not None:
+            self._lease = None
+            await workflow.execute_activity_method(
+                DeploymentSteps.record_lease,
+                RecordLeaseInput(self._request.deployment_id, None),
+                **DB_STEP,
+            )
 
     def _make_step(
         self,

@@ -11,6 +11,7 @@ from api.cursors import decode_cursor, encode_cursor
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import NotFound
 from api.launch import launch_deployment
+from api.leases import extend_lease
 from api.numbers import BIGINT_MAX, AsciiDigits
 from api.operations import operate
 from api.schemas import (
@@ -20,6 +21,7 @@ from api.schemas import (
     DeploymentId,
     DeploymentPage,
     HistoryEntry,
+    LeaseExtension,
     error_responses,
 )
 from db.deployment_reads import (
@@ -30,6 +32,7 @@ from db.deployment_reads import (
 )
 from db.models import User
 from settings import Settings
+from vocabulary.leases import MAX_LEASE_S
 from vocabulary.operations import Operation, allowed_operations
 from vocabulary.statuses import DeploymentStatus
 from vocabulary.users import Role
@@ -84,6 +87,10 @@ async def get_deployments(
     template_id: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    expiring_within_s: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_LEASE_S, description="only leases ending within this many seconds"),
+    ] = None,
 ) -> DeploymentPage:
     rows, next_before = await list_deployments(
         session,
@@ -92,6 +99,7 @@ async def get_deployments(
         template_id=template_id,
         before_id=None if cursor is None else decode_cursor(cursor),
         limit=limit,
+        expiring_within_s=expiring_within_s,
     )
     next_cursor = None if next_before is None else encode_cursor(next_before)
     return DeploymentPage.model_validate({"items": rows, "next_cursor": next_cursor})
@@ -140,6 +148,22 @@ for _operation in Operation:
         name=f"{_operation.value}_deployment",
         response_model=DeploymentDetail,
     )
+
+
+@router.post("/api/deployments/{deployment_id}/lease", dependencies=OPERATORS)
+async def extend_deployment_lease(
+    deployment_id: DeploymentId,
+    body: LeaseExtension,
+    user: CurrentUser,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> DeploymentDetail:
+    """Extend the deployment's lease: `extend_s` after its current expiry, or a new
+    `expires_at`; never past the template's `max_lease_s` from now (422)."""
+    row = await extend_lease(session, temporal, user, deployment_id, body, idempotency_key)
+    return _with_link(row, settings)
 
 
 class HistoryPageQuery(BaseModel):

@@ -88,3 +88,14 @@ def test_without_declared_overrides_default_keys_keep_their_type() -> None:
     ok = validate_deployment(template, request(configuration={"ratio": 1, "on": False}))
     assert ok.configuration["ratio"] == 1
     assert locs(template, request(configuration={"on": 1})) == [["body", "configuration", "on"]]
+
+
+def test_the_templates_lease_settings_reach_the_validated_deployment() -> None:
+    lease = {"lease_s": 3600, "max_lease_s": 7200, "lease_warnings_s": [600]}
+    leased = validate_deployment(snapshot({"provisio": lease}), request())
+    assert (leased.lease_s, leased.max_lease_s, leased.lease_warnings_s) == (3600, 7200, [600])
+    # Without a maximum the lease cannot grow past its own length; without warnings, defaults.
+    plain = validate_deployment(snapshot({"provisio": {"lease_s": 3600}}), request())
+    assert (plain.lease_s, plain.max_lease_s, plain.lease_warnings_s) == (3600, 3600, None)
+    none = validate_deployment(snapshot({}), request())
+    assert (none.lease_s, none.max_lease_s, none.lease_warnings_s) == (None, None, None)

@@ -1,0 +1,62 @@
+"""A lease ends while no worker runs: the next worker takes the durable timer up and destroys the
+deployment. On the dev server, through the HTTP API, with a runner double."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+
+from db.session import SessionMaker
+from settings import Settings
+from tests.doubles import RecordingRunnerDouble
+from tests.workflows.test_deploy_flow import history, save_history, wait_status
+from tests.workflows.test_lease_time_skipping import leased_template
+from vocabulary.contracts import PipelineFinished
+from vocabulary.runs import RunAction
+from worker import build_worker
+from workflows.deploy import DeployWorkflow
+
+
+async def test_a_lease_that_ends_while_no_worker_runs_is_destroyed_by_the_next(
+    api: httpx.AsyncClient,
+    client: Client,
+    settings: Settings,
+    sessionmaker: SessionMaker,
+    make_user: Any,
+    runner: RecordingRunnerDouble,
+) -> None:
+    owner, admin = await make_user("operator"), await make_user("admin")
+    template_id = await leased_template(api, admin, lease_s=4, lease_warnings_s=[2])
+    body = {"template_id": template_id, "deployment_name": "pg-brief"}
+    created = (await api.post("/api/deployments", json=body, headers=owner.headers)).json()
+    handle = client.get_workflow_handle_for(DeployWorkflow.run, created["workflow_id"])
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with build_worker(client, settings, sessionmaker, runner, executor):
+            await wait_status(api, owner, created["id"], "queued")
+            await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=1))
+            done = await wait_status(api, owner, created["id"], "succeeded")
+    expires = datetime.fromisoformat(done["expires_at"])
+
+    # No worker: the lease's warning and its end come due with nobody to act on them.
+    await asyncio.sleep(max((expires - datetime.now(UTC)).total_seconds(), 0) + 1.5)
+    detail = (await api.get(f"/api/deployments/{created['id']}", headers=owner.headers)).json()
+    assert detail["status"] == "succeeded"
+    assert len(runner.triggers) == 1
+
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with build_worker(client, settings, sessionmaker, runner, executor):
+            await wait_status(api, owner, created["id"], "destroying")
+            assert [t.action for t in runner.triggers] == [RunAction.DEPLOY, RunAction.DESTROY]
+            await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=2))
+            destroyed = await wait_status(api, owner, created["id"], "destroyed")
+    assert destroyed["expires_at"] is None
+    messages = [r["message"] for r in await history(api, owner, created["id"])]
+    assert "Destroy: its lease expired" in messages
+    # A warning that came due with the end itself is not given late.
+    assert not [m for m in messages if m.startswith("Lease ends")]
+    await save_history(client, created["workflow_id"], "lease_expired")
