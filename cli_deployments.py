@@ -74,7 +74,7 @@ def add_commands(commands: Any) -> None:
 
     group = commands.add_parser(
         "deployments",
-        help="list, launch, cancel, destroy, retry and watch deployments (through the API)",
+        help="list, launch, cancel, destroy, retry, extend and watch deployments (through the API)",
         description="Deployments through the HTTP API, as the signed-in user. " + TOKEN_HELP,
     )
     actions = group.add_subparsers(dest="deployments_command", required=True, metavar="COMMAND")
@@ -88,6 +88,12 @@ def add_commands(commands: Any) -> None:
     listing.add_argument("--template", type=_positive_int, metavar="ID", help="only this template")
     listing.add_argument("--limit", type=_page_size, default=20, metavar="N", help="1-100")
     listing.add_argument("--cursor", help="the page after this one (printed under a full page)")
+    listing.add_argument(
+        "--expiring-within",
+        type=_duration,
+        metavar="DURATION",
+        help="only leases ending within this long (overdue ones too): 3600, 90m, 12h, 7d",
+    )
     listing.set_defaults(client_handler=_list)
 
     show = actions.add_parser("show", parents=[output], help="one deployment, with its disks")
@@ -141,6 +147,26 @@ def add_commands(commands: Any) -> None:
         _add_operation_options(command)
         command.set_defaults(client_handler=_operate, operation=operation)
 
+    extend = actions.add_parser(
+        "extend",
+        parents=[output],
+        help="extend a deployment's lease",
+        description="Move a deployment's lease end later: --by a duration after its current "
+        "end, or --until a moment (ISO 8601 with its time zone). The API refuses (exit 1, with "
+        "its reason) an end past the template's max_lease_s from now, or a deployment without "
+        "a lease or being taken down.",
+    )
+    extend.add_argument("id", type=_positive_int)
+    when = extend.add_mutually_exclusive_group(required=True)
+    when.add_argument("--by", type=_duration, metavar="DURATION", help="3600, 90m, 12h, 7d")
+    when.add_argument("--until", metavar="TIME", help="e.g. 2026-12-31T18:00:00+01:00")
+    extend.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="send this key (a retry with the same key extends once); default: a new one per run",
+    )
+    extend.set_defaults(client_handler=_extend)
+
     watch = actions.add_parser(
         "watch",
         parents=[output],
@@ -172,6 +198,18 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
     return value
+
+
+DURATION = re.compile(r"^(?P<n>\d+)\s*(?P<unit>s|m|min|h|d)?$", re.I)
+SECONDS_PER = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> int:
+    """Seconds, from `3600`, `90m`, `12h` or `7d`."""
+    found = DURATION.match(text.strip())
+    if not found:
+        raise argparse.ArgumentTypeError(f"expected seconds or N[s|m|h|d], got {text!r}")
+    return int(found["n"]) * SECONDS_PER[(found["unit"] or "s").lower()]
 
 
 def _page_size(text: str) -> int:
@@ -305,13 +343,16 @@ def _list(args: argparse.Namespace, client: ApiClient) -> int:
         params["template_id"] = args.template
     if args.cursor:
         params["cursor"] = args.cursor
+    if args.expiring_within is not None:
+        params["expiring_within_s"] = args.expiring_within
     page = client.get("/api/deployments", params=params)
     if args.json:
         _print_json(page)
         return EXIT_OK
     items = page["items"]
     if not items:
-        print("no deployments match" if args.status or args.template else "no deployments yet")
+        filtered = args.status or args.template or args.expiring_within is not None
+        print("no deployments match" if filtered else "no deployments yet")
     else:
         rows = [
             [
@@ -433,6 +474,21 @@ def _operate(args: argparse.Namespace, client: ApiClient) -> int:
         f"/api/deployments/{args.id}/{operation.value}", headers={"Idempotency-Key": key}
     )
     return _after_operation(args, client, detail, f"{operation.value} requested", after=after)
+
+
+def _extend(args: argparse.Namespace, client: ApiClient) -> int:
+    body: dict[str, Any] = (
+        {"extend_s": args.by} if args.by is not None else {"expires_at": args.until}
+    )
+    key = args.idempotency_key or str(uuid.uuid4())
+    detail = client.post(
+        f"/api/deployments/{args.id}/lease", json=body, headers={"Idempotency-Key": key}
+    )
+    if args.json:
+        _print_json(detail)
+    else:
+        print(f"lease extended: {_describe(detail)}, expires {_when(detail['expires_at'])}")
+    return EXIT_OK
 
 
 def _after_operation(
