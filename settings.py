@@ -6,7 +6,7 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, IPvAnyNetwork
+from pydantic import AliasChoices, Field, IPvAnyNetwork
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -66,6 +66,18 @@ class Settings(BaseSettings):
     max_event_streams_per_user: int = Field(default=8, ge=1)
     # Where the callback plugin reaches the API (it runs on Jenkins agents or in the worker).
     public_url: str = "http://127.0.0.1:8000"
+
+    # Observability (telemetry/). The worker serves Prometheus metrics (temporalio's runtime
+    # metrics and Provisio's) on this host:port when set; the API serves /metrics on its own port.
+    worker_metrics_address: str = ""
+    # Traces go to this OTLP/HTTP collector (e.g. http://127.0.0.1:4318) when set, or when the
+    # standard OTEL_EXPORTER_OTLP_ENDPOINT is; otherwise no tracing at all (no cost either).
+    otlp_endpoint: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "otlp_endpoint", "PROVISIO_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+    )
 
     # Names this worker's host in its own task queue (`<temporal_task_queue>@<host>`), where the
     # runs it started on this machine (local runner) are watched and stopped. Empty: hostname.

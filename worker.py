@@ -23,6 +23,10 @@ from domain.callback_tokens import check_callback_secret
 from pipeline.factory import make_runner
 from pipeline.runner import PipelineRunner
 from settings import Settings, get_settings
+from telemetry.logs import configure_logging
+from telemetry.tracing import configure_tracing, temporal_interceptors
+from telemetry.worker_interceptor import ActivityTelemetryInterceptor
+from telemetry.worker_metrics import RunMetrics, worker_runtime
 from vocabulary.activities import activity_methods
 from workflows.deploy import DeployWorkflow
 
@@ -59,6 +63,8 @@ def build_worker(
 ) -> ProvisioWorker:
     deployments = deployments or DeploymentActivities(sessionmaker)
     pipelines = pipelines or PipelineActivities(runner, settings)
+    # Tracing comes with the client (its interceptors apply to its workers); this one is ours.
+    interceptors = [ActivityTelemetryInterceptor(RunMetrics.of(client))]
     shared = Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -66,12 +72,14 @@ def build_worker(
         activities=activity_methods(deployments, pipelines),
         # Runner calls block (python-jenkins, ansible-runner): they run on this pool.
         activity_executor=executor,
+        interceptors=interceptors,
     )
     host = Worker(
         client,
         task_queue=settings.host_task_queue(),
         activities=[pipelines.start_pipeline, pipelines.pipeline_status, pipelines.cancel_pipeline],
         activity_executor=executor,
+        interceptors=interceptors,
     )
     return ProvisioWorker(shared, host)
 
@@ -80,7 +88,15 @@ async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     # Every run's callback token is made with it: refuse to start rather than fail each run.
     check_callback_secret(settings.callback_secret)
-    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    client = await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        # /metrics on PROVISIO_WORKER_METRICS_ADDRESS, traces when an OTLP endpoint is set.
+        runtime=worker_runtime(settings),
+        interceptors=temporal_interceptors(
+            configure_tracing(settings, "provisio-worker"), "provisio.worker"
+        ),
+    )
     engine = create_engine(settings.database_url)
     try:
         with ThreadPoolExecutor(max_workers=16) as executor:
@@ -98,5 +114,5 @@ async def run_worker(settings: Settings | None = None) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
+    configure_logging()
     asyncio.run(run_worker())

@@ -12,6 +12,7 @@ from domain.callback_tokens import callback_token, callback_url
 from pipeline.ansible_vars import UnsafeVariablesError, check_variables
 from pipeline.runner import PipelineRequest, PipelineRunner
 from settings import Settings
+from telemetry.tracing import with_trace_context
 from vocabulary.activities import PipelineSteps
 from vocabulary.contracts import StartPipelineInput
 from vocabulary.errors import UNSAFE_VARIABLES
@@ -72,7 +73,8 @@ class PipelineActivities(PipelineSteps):
             workflow_id=data.workflow_id,
             action=data.action,
             run=data.run,
-            callback_url=callback_url(base, data.deployment_id, data.run),
+            # With this activity's trace context, which the callback endpoint continues.
+            callback_url=with_trace_context(callback_url(base, data.deployment_id, data.run)),
             callback_token=callback_token(
                 self._settings.callback_secret, data.deployment_id, data.workflow_id, data.run
             ),

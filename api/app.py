@@ -6,19 +6,37 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
 from api.api_docs import install_api_docs
 from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handler
-from api.routes import auth, callbacks, deployments, events, health, templates, ui, users
+from api.routes import (
+    auth,
+    callbacks,
+    deployments,
+    events,
+    health,
+    metrics,
+    templates,
+    ui,
+    users,
+)
 from db.session import create_autocommit_sessionmaker, create_engine, create_sessionmaker
 from domain.callback_tokens import check_callback_secret
 from settings import Settings, get_settings
+from telemetry.api_metrics import RequestMetricsMiddleware
+from telemetry.tracing import configured_provider, temporal_interceptors
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
+    """`tracer_provider`: where this app's spans go; by default the process's, if tracing is
+    configured (telemetry/tracing.py), else none are made."""
     settings = settings or get_settings()
+    tracer_provider = tracer_provider or configured_provider()
     if len(settings.secret_key) < 32:
         raise ValueError("PROVISIO_SECRET_KEY must be at least 32 characters")
     check_callback_secret(settings.callback_secret, api_secret_key=settings.secret_key)
@@ -30,7 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_autocommit_sessionmaker(engine)
         app.state.temporal = await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            interceptors=temporal_interceptors(tracer_provider, "provisio.api"),
         )
         try:
             yield
@@ -50,7 +70,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_docs:
         install_api_docs(app)
     app.add_middleware(BodyLimitMiddleware)
+    # Outermost, so that a body refused by the limit is timed and counted too.
+    app.add_middleware(RequestMetricsMiddleware)
     install_error_handler(app)
-    for module in (health, auth, users, templates, deployments, events, callbacks, ui):
+    app.state.tracer = None
+    if tracer_provider is not None:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        app.state.tracer = tracer_provider.get_tracer("provisio.api")
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=tracer_provider, excluded_urls="/metrics,/api/health"
+        )
+    for module in (health, auth, users, templates, deployments, events, callbacks, ui, metrics):
         app.include_router(module.router)
     return app

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from api.errors import DomainError
+from telemetry.api_metrics import EVENT_STREAMS_OPEN
 
 
 class TooManyStreams(DomainError):
@@ -45,10 +46,12 @@ class StreamSlots:
                 "`provisio deployments watch` of yours, or try again shortly"
             )
         self.open[user_id] += 1
+        EVENT_STREAMS_OPEN.inc()
         return Slot(self, user_id)
 
     def _give_back(self, user_id: int) -> None:
         self.open[user_id] -= 1
+        EVENT_STREAMS_OPEN.dec()
         if self.open[user_id] <= 0:
             del self.open[user_id]
 

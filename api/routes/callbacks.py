@@ -6,13 +6,24 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.callback_ingest import authenticate, failure_reason, parse_events, store_events
 from api.deps import SessionDep, SettingsDep, TemporalDep
-from api.errors import TemporalUnavailable
+from api.errors import DomainError, TemporalUnavailable
 from api.numbers import INT_MAX, AsciiDigits
 from api.schemas import DeploymentId, error_responses
+from db.callback_store import CallbackTarget
+from telemetry.api_metrics import (
+    CALLBACK_EVENTS_RECEIVED,
+    CALLBACK_EVENTS_STORED,
+    CALLBACK_REJECTED,
+    observe_callback_lag,
+)
+from telemetry.logs import set_deployment_context
+from telemetry.tracing import continued_span
 from vocabulary.callback_events import stats_ok
 from vocabulary.contracts import PipelineFinished, PipelineStarted
 from workflows.deploy import DeployWorkflow
@@ -35,10 +46,34 @@ async def receive_callback(
     """Signed events from the callback plugin: one event or `{"events": [...]}`, for the
     deployment's pipeline run `run` (its callback URL names it; its token signs only it)."""
     body = await request.body()
-    target, verified = await authenticate(
-        session, settings.callback_secret, deployment_id, run, timestamp, signature, body
-    )
-    events = parse_events(body)
+    try:
+        target, verified = await authenticate(
+            session, settings.callback_secret, deployment_id, run, timestamp, signature, body
+        )
+        set_deployment_context(target.id, target.workflow_id)
+        events = parse_events(body)
+        # Signed, so the trace context its URL carries (telemetry/tracing.py) is the run's own.
+        with continued_span(request.app.state.tracer, "callback", request.query_params):
+            stored = await _ingest(session, temporal, target, run, verified, events)
+    except DomainError as exc:
+        CALLBACK_REJECTED.labels(exc.status_code).inc()
+        raise
+    CALLBACK_EVENTS_RECEIVED.inc(len(events))
+    if stored:
+        CALLBACK_EVENTS_STORED.inc(stored)
+        observe_callback_lag(events)
+    return {"accepted": len(events), "stored": stored}
+
+
+async def _ingest(
+    session: AsyncSession,
+    temporal: Client,
+    target: CallbackTarget,
+    run: int,
+    verified: str,
+    events: list[dict[str, Any]],
+) -> int:
+    """Store the events once, then signal the milestones; the number of events stored."""
     stored, milestones = await store_events(session, target, run, verified, events)
     reason = None
     if milestones.stats is not None and not stats_ok(milestones.stats):
@@ -60,4 +95,4 @@ async def receive_callback(
     except RPCError as exc:
         # The plugin retries; the events are already stored once, the signals are idempotent.
         raise TemporalUnavailable(f"could not reach the workflow: {exc.message}") from None
-    return {"accepted": len(events), "stored": stored}
+    return stored

@@ -1,0 +1,96 @@
+"""The API's Prometheus metrics and the middleware that times every request.
+
+The metrics live in prometheus_client's default registry, one per API process (with several API
+processes, Prometheus scrapes each, or sums them behind one port at the price of a partial view).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_DURATION = Histogram(
+    "provisio_http_request_duration_seconds",
+    "Time from a request's arrival to its response's last byte, by route template.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DEPLOYMENTS = Gauge(
+    "provisio_deployments", "Deployments by status (read at each scrape).", ["status"]
+)
+CALLBACK_EVENTS_RECEIVED = Counter(
+    "provisio_callback_events_received_total",
+    "Callback events in signed, valid requests (replays of a stored event included).",
+)
+CALLBACK_EVENTS_STORED = Counter(
+    "provisio_callback_events_stored_total",
+    "Callback events stored as history rows (each event once).",
+)
+CALLBACK_REJECTED = Counter(
+    "provisio_callback_requests_rejected_total",
+    "Callback requests refused, by the answer's status code.",
+    ["status"],
+)
+CALLBACK_LAG = Histogram(
+    "provisio_callback_event_lag_seconds",
+    "From a batch's oldest event (its own timestamp) to its storage.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+)
+EVENT_STREAMS_OPEN = Gauge(
+    "provisio_event_streams_open", "Live event streams open in this API process."
+)
+
+# Requests no route matched are counted under one label, never their raw path (unbounded).
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+class RequestMetricsMiddleware:
+    """Pure ASGI: times each HTTP request into REQUEST_DURATION under its route's template.
+
+    The router writes the matched route into the scope while handling the request, so the label
+    is read after the app returns; histogram children are cached per label set, so a request
+    costs a dict lookup and one observe."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            key = (scope["method"], template, status)
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = REQUEST_DURATION.labels(*key)
+            child.observe(time.perf_counter() - started)
+
+
+def observe_callback_lag(events: list[dict[str, Any]]) -> None:
+    """The lag of a stored batch: now minus its oldest event's timestamp (ISO 8601, UTC)."""
+    stamps = [event["timestamp"] for event in events if event.get("timestamp")]
+    if not stamps:
+        return
+    try:
+        oldest = datetime.fromisoformat(min(stamps))
+    except ValueError:
+        return
+    CALLBACK_LAG.observe(max(0.0, time.time() - oldest.timestamp()))

@@ -1,0 +1,88 @@
+"""The worker's /metrics (served by temporalio's runtime on PROVISIO_WORKER_METRICS_ADDRESS):
+the SDK's own metrics, activity latencies by name, and the pipeline runs started and finished,
+after one deployment through the real worker, API and Temporal."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from temporalio.client import Client
+
+from db.session import SessionMaker
+from settings import Settings
+from telemetry.worker_metrics import worker_runtime
+from tests.conftest import free_port
+from tests.doubles import RecordingRunnerDouble
+from tests.telemetry.deployment_run import launch, report_run, wait_status
+from vocabulary.statuses import DeploymentStatus as S
+from worker import build_worker
+
+
+@pytest.fixture
+async def metrics_worker(
+    settings: Settings,
+    temporal_address: str,
+    sessionmaker: SessionMaker,
+    runner: RecordingRunnerDouble,
+) -> AsyncIterator[str]:
+    """A worker whose client runs on a runtime serving /metrics; that endpoint's URL."""
+    address = f"127.0.0.1:{free_port()}"
+    runtime = worker_runtime(settings.model_copy(update={"worker_metrics_address": address}))
+    assert runtime is not None
+    client = await Client.connect(temporal_address, runtime=runtime)
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with build_worker(client, settings, sessionmaker, runner, executor):
+            yield f"http://{address}/metrics"
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def find(found: dict[Any, float], name: str, **labels: str) -> float | None:
+    """The sample of that name whose labels include these (other labels, any value)."""
+    wanted = set(labels.items())
+    for (sample, sample_labels), value in found.items():
+        if sample == name and wanted <= sample_labels:
+            return value
+    return None
+
+
+async def test_worker_metrics_show_activities_and_runs(
+    api: httpx.AsyncClient,
+    metrics_worker: str,
+    make_user: Any,
+    make_template: Any,
+    runner: RecordingRunnerDouble,
+    settings: Settings,
+) -> None:
+    operator = await make_user("operator")
+    deployment = await launch(api, operator.headers, await make_template())
+    await wait_status(api, deployment, operator.headers, S.QUEUED)
+    await report_run(api, runner, settings, deployment)
+    await wait_status(api, deployment, operator.headers, S.SUCCEEDED)
+
+    async with httpx.AsyncClient() as http:
+        response = await http.get(metrics_worker)
+    assert response.status_code == 200
+    found = samples(response.text)
+    # This runtime served only this test's worker: the counts are this deployment's.
+    assert find(found, "provisio_pipeline_runs_started_total", action="deploy") == 1
+    assert find(found, "provisio_pipeline_runs_finished_total", outcome="succeeded") == 1
+    assert find(found, "provisio_pipeline_runs_finished_total", outcome="failed") is None
+    # temporalio's own: activity latencies by activity type, workflow task latencies.
+    for activity_type in ("validate_deployment", "start_pipeline", "record_step"):
+        count = find(
+            found, "temporal_activity_execution_latency_count", activity_type=activity_type
+        )
+        assert count is not None and count >= 1, activity_type
+    assert find(found, "temporal_workflow_task_execution_latency_count") is not None
