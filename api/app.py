@@ -78,8 +78,12 @@ def create_app(
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         app.state.tracer = tracer_provider.get_tracer("provisio.api")
+        # One span per request: no extra span per ASGI message sent or received.
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=tracer_provider, excluded_urls="/metrics,/api/health"
+            app,
+            tracer_provider=tracer_provider,
+            excluded_urls="/metrics,/api/health",
+            exclude_spans=["receive", "send"],
         )
     for module in (health, auth, users, templates, deployments, events, callbacks, ui, metrics):
         app.include_router(module.router)
