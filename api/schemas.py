@@ -176,6 +176,8 @@ class DeploymentDetail(DeploymentSummary):
     approval: dict[str, Any] | None = None
     # What the owner may do now (vocabulary.operations): the UI and the CLI offer exactly these.
     allowed_operations: list[Operation]
+    # Whether POST …/lease may extend the lease now (vocabulary.leases): the UI offers it then.
+    lease_extendable: bool = False
 
 
 class HistoryEntry(BaseModel):

@@ -7,6 +7,7 @@ import {
   announce, badge, cell, confirmDialog, definitionList, externalLink, h, link, statusLabel, table,
   time, setChildren
 } from "./dom.js";
+import { leaseControl } from "./lease-control.js";
 import { canDeploy, configurationTable, disksTable } from "./page-templates.js";
 import {
   EVENT, FAILING_EVENTS, FINAL_STATUSES, HISTORY_STATUS, HOST_STATS_KEYS, OPERATION,
@@ -224,6 +225,9 @@ export async function deploymentPage(ctx) {
   const disksBox = h("div", {});
   const configBox = h("div", {});
   const historyBox = h("div", {});
+  const lease = leaseControl({
+    id, signal: ctx.signal, enabled: canDeploy(ctx.user), onExtended: (answer) => applyDetail(answer),
+  });
 
   function renderDetail() {
     setChildren(facts, definitionList([
@@ -246,6 +250,7 @@ export async function deploymentPage(ctx) {
       ? disksTable(detail.disk_allocations, { state: true })
       : h("p", { class: "hint" }, "Disks are allocated in the second step."));
     setChildren(configBox, configurationTable(detail.configuration));
+    lease.render(detail);
     renderActions();
   }
 
@@ -482,6 +487,7 @@ export async function deploymentPage(ctx) {
     links,
     reasonBox,
     facts,
+    lease.element,
     stepsHeading, timelineBox,
     h("h2", {}, "Progress"), progressBox,
     teardownProgressBox,

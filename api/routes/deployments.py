@@ -32,7 +32,7 @@ from db.deployment_reads import (
 )
 from db.models import User
 from settings import Settings
-from vocabulary.leases import MAX_LEASE_S
+from vocabulary.leases import MAX_LEASE_S, extension_refusal
 from vocabulary.operations import Operation, allowed_operations
 from vocabulary.statuses import DeploymentStatus
 from vocabulary.users import Role
@@ -59,6 +59,10 @@ def _with_link(row: dict[str, Any], settings: Settings) -> DeploymentDetail:
         f"{ui}/namespaces/{settings.temporal_namespace}/workflows/{row['workflow_id']}"
     )
     row["allowed_operations"] = allowed_operations(DeploymentStatus(row["status"]))
+    row["lease_extendable"] = (
+        row.get("expires_at") is not None
+        and extension_refusal(DeploymentStatus(row["status"])) is None
+    )
     return DeploymentDetail.model_validate(row)
 
 
