@@ -26,6 +26,9 @@ from devstack.private_data import (
 from devstack.seed import ensure_admin, ensure_sample_templates
 from settings import Settings
 
+# Where the dev stack's worker serves /metrics unless PROVISIO_WORKER_METRICS_ADDRESS says.
+DEV_WORKER_METRICS_ADDRESS = "127.0.0.1:9464"
+
 
 def process_environments(
     settings: Settings, database_url: str, base: dict[str, str]
@@ -35,7 +38,11 @@ def process_environments(
     the callback tokens of running deployments survive a restart."""
     data_dir = settings.data_dir
     callback_secret = stable_secret(settings.callback_secret, data_dir / "callback_secret")
-    worker = {"database_url": database_url, "callback_secret": callback_secret}
+    worker = {
+        "database_url": database_url,
+        "callback_secret": callback_secret,
+        "worker_metrics_address": settings.worker_metrics_address or DEV_WORKER_METRICS_ADDRESS,
+    }
     if settings.jenkins_token:
         worker["jenkins_token"] = settings.jenkins_token
     # Swagger UI at /docs is on here unless the user turned it off (it is off by default).
@@ -131,11 +138,13 @@ def run_dev_stack(settings: Settings) -> None:
         base = f"http://{settings.api_host}:{settings.api_port}"
         with_docs = environments["api"]["PROVISIO_API_DOCS"] == "true"
         docs = f"   (docs: {base}/docs)" if with_docs else ""
+        worker_metrics = environments["worker"]["PROVISIO_WORKER_METRICS_ADDRESS"]
         print(
             f"""
 Provisio is up.
   API + web UI   {base}{docs}
   Temporal UI    {settings.temporal_ui_url}
+  Metrics        {base}/metrics   http://{worker_metrics}/metrics
   Sign in        admin / {credentials}
   Logs           {logs}
 Ctrl-C stops everything.""",

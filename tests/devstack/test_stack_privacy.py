@@ -8,6 +8,7 @@ children were really given (/proc/<pid>/environ) and the modes of what they real
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import queue
@@ -150,6 +151,7 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str,
         "PROVISIO_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
         "PROVISIO_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
         "PROVISIO_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui_port}",
+        "PROVISIO_WORKER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
         # Exported by the user: the API must get it, the worker must not.
         "PROVISIO_SECRET_KEY": "exported-jwt-key-0123456789abcdef-0123456789",
     }
@@ -227,3 +229,23 @@ def test_the_real_dev_stack_keeps_var_private_and_the_jwt_key_from_the_worker(
         if conn.status == psutil.CONN_LISTEN and conn.laddr.port == ui_port
     }
     assert listening == {"127.0.0.1"}
+
+
+def test_the_real_dev_stack_serves_metrics_and_logs_json(
+    dev_stack: tuple[subprocess.Popen[str], dict[str, str], Path],
+) -> None:
+    _, env, data = dev_stack
+    api = get_when_up(f"{env['PROVISIO_PUBLIC_URL']}/metrics")
+    assert api.status_code == 200
+    assert "provisio_http_request_duration_seconds" in api.text
+    assert 'provisio_deployments{status="succeeded"}' in api.text
+    worker = get_when_up(f"http://{env['PROVISIO_WORKER_METRICS_ADDRESS']}/metrics")
+    assert worker.status_code == 200
+    assert "temporal_" in worker.text
+    # Its children write to files, not terminals: one JSON object per line.
+    polling = [
+        json.loads(line)
+        for line in (data / "logs" / "worker.log").read_text().splitlines()
+        if "worker polling" in line
+    ]
+    assert polling and polling[0]["logger"] == "provisio.worker", polling
