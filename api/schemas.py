@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from domain.validation import FILESYSTEMS, MAX_DISK_GB
 from vocabulary.disks import DiskState
@@ -133,6 +141,17 @@ class LeaseExtension(Strict):
 
     extend_s: Annotated[int, Field(ge=1, le=MAX_LEASE_S, strict=True)] | None = None
     expires_at: Annotated[AwareDatetime, Field(strict=False)] | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """One time zone from here on: the workflow compares it with its own clock."""
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> LeaseExtension:

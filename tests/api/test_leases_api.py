@@ -113,6 +113,9 @@ async def test_bad_bodies_are_refused_and_change_nothing(
         {"extend_s": HOUR, "reason": "more"},
         {"expires_at": "tomorrow"},
         {"expires_at": "2030-01-01T00:00:00"},  # no time zone: which midnight?
+        {"expires_at": "0001-01-01T00:00:00+01:00"},  # before the first UTC moment
+        {"expires_at": "9999-12-31T23:59:59-14:00"},  # after the last one
+        {"expires_at": "9999-12-31T23:59:59Z"},  # past max_lease_s
         ["extend_s", HOUR],
     ]
     for body in bad:
