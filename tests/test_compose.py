@@ -7,6 +7,7 @@ validates without an engine) runs too when the client has the compose plugin.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shutil
@@ -480,3 +481,59 @@ def test_docker_compose_refuses_to_run_without_a_secret(tmp_path: Path) -> None:
     del dummies["PROVISIO_SECRET_KEY"]
     result = compose_config(tmp_path, dummies)
     assert result.returncode != 0 and "PROVISIO_SECRET_KEY" in result.stderr
+
+
+def test_prometheus_and_grafana_come_only_with_the_observability_profile(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    profiled = {name for name, service in services.items() if service.get("profiles")}
+    assert profiled == {"prometheus", "grafana"}
+    for name in profiled:
+        assert services[name]["profiles"] == ["observability"]
+        # Neither has a sign-in worth the name for the open internet: this machine only.
+        for port in published(services[name]):
+            assert port.startswith("127.0.0.1:") and port.count(":") == 2, f"{name}: {port}"
+
+
+def test_prometheus_scrapes_the_api_and_every_worker_where_they_serve_metrics(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: (sd["names"], sd["port"], job["metrics_path"])
+        for job in config["scrape_configs"]
+        for sd in job["dns_sd_configs"]
+    }
+    api_port = int(published(services["api"]).pop().rsplit(":", 1)[1])
+    worker_address = environment(services["worker"])["PROVISIO_WORKER_METRICS_ADDRESS"]
+    worker_port = int(worker_address.rsplit(":", 1)[1])
+    assert targets["provisio-api"] == (["api"], api_port, "/metrics")
+    assert targets["provisio-worker"] == (["worker"], worker_port, "/metrics")
+    # On the compose network, not published: Prometheus reaches it, the outside does not.
+    assert worker_address.startswith("0.0.0.0:")
+    assert not published(services["worker"])
+
+
+def test_grafana_provisions_the_dashboard_on_the_prometheus_datasource(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = REPO / "deploy" / "grafana"
+    sources = yaml.safe_load(
+        (grafana / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    (source,) = sources["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load(
+        (grafana / "provisioning" / "dashboards" / "provisio.yml").read_text()
+    )
+    dashboards_path = providers["providers"][0]["options"]["path"]
+    mounts = {
+        volume.split(":")[1]: volume.split(":")[0] for volume in services["grafana"]["volumes"]
+    }
+    assert (REPO / mounts[dashboards_path] / "provisio.json").is_file()
+    dashboard = json.loads((grafana / "dashboards" / "provisio.json").read_text())
+    titles = {panel["title"] for panel in dashboard["panels"]}
+    assert {"Deployments by status", "Callback events ingested", "Errors"} <= titles
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == source["uid"], panel["title"]

@@ -1,11 +1,15 @@
 """The worker's /metrics (served by temporalio's runtime on PROVISIO_WORKER_METRICS_ADDRESS):
 the SDK's own metrics, activity latencies by name, and the pipeline runs started and finished,
-after one deployment through the real worker, API and Temporal."""
+after one deployment through the real worker, API and Temporal; and every metric the Grafana
+dashboard (deploy/grafana/dashboards/provisio.json) queries is one of those or the API's."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,11 +20,16 @@ from temporalio.client import Client
 from db.session import SessionMaker
 from settings import Settings
 from telemetry.worker_metrics import worker_runtime
+from tests.callback_events import event, signed
 from tests.conftest import free_port
 from tests.doubles import RecordingRunnerDouble
 from tests.telemetry.deployment_run import launch, report_run, wait_status
 from vocabulary.statuses import DeploymentStatus as S
 from worker import build_worker
+
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "provisio.json"
+METRIC_NAME = re.compile(r"\b(?:provisio|temporal)_[a-z_]+\b")
 
 
 @pytest.fixture
@@ -68,8 +77,11 @@ async def test_worker_metrics_show_activities_and_runs(
     operator = await make_user("operator")
     deployment = await launch(api, operator.headers, await make_template())
     await wait_status(api, deployment, operator.headers, S.QUEUED)
-    await report_run(api, runner, settings, deployment)
+    callback_url = await report_run(api, runner, settings, deployment)
     await wait_status(api, deployment, operator.headers, S.SUCCEEDED)
+    # A refused callback, so that the dashboard's refusals have their series.
+    body, headers = signed("not-the-token", {"events": [event(9, "runner_on_ok", "web-1")]})
+    assert (await api.post(callback_url, content=body, headers=headers)).status_code == 401
 
     async with httpx.AsyncClient() as http:
         response = await http.get(metrics_worker)
@@ -86,3 +98,15 @@ async def test_worker_metrics_show_activities_and_runs(
         )
         assert count is not None and count >= 1, activity_type
     assert find(found, "temporal_workflow_task_execution_latency_count") is not None
+
+    api_metrics = await api.get("/metrics")
+    served = {name for name, _ in found} | {name for name, _ in samples(api_metrics.text)}
+    dashboard = json.loads(DASHBOARD.read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in METRIC_NAME.findall(target["expr"])
+    }
+    assert len(queried) >= 10
+    assert queried <= served, queried - served
