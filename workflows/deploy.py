@@ -221,7 +221,7 @@ class DeployWorkflow:
         if reason is not None:
             raise ApplicationError(reason, type=OPERATION_REFUSED, non_retryable=True)
         if self._lease is None:
-            msg = "the deployment has no lease: its template sets no lease_s"
+            msg = "the deployment has no lease (its template sets no lease_s, or it is starting)"
             raise ApplicationError(msg, type=OPERATION_REFUSED, non_retryable=True)
         if (request.extend_s is None) == (request.expires_at is None):
             msg = "name exactly one of extend_s and expires_at"

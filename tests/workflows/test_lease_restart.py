@@ -1,5 +1,6 @@
-"""A lease ends while no worker runs: the next worker takes the durable timer up and destroys the
-deployment. On the dev server, through the HTTP API, with a runner double."""
+"""The lease's timer outlives its worker and its workflow run: a lease that ends while no worker
+runs is destroyed by the next worker, and a run that continued as new keeps the lease. On the dev
+server, through the HTTP API, with a runner double."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from temporalio.client import Client
 
 from db.session import SessionMaker
 from settings import Settings
+from tests.conftest import wait_for
 from tests.doubles import RecordingRunnerDouble
 from tests.workflows.test_deploy_flow import history, save_history, wait_status
 from tests.workflows.test_lease_time_skipping import leased_template
@@ -60,3 +62,36 @@ async def test_a_lease_that_ends_while_no_worker_runs_is_destroyed_by_the_next(
     # A warning that came due with the end itself is not given late.
     assert not [m for m in messages if m.startswith("Lease ends")]
     await save_history(client, created["workflow_id"], "lease_expired")
+
+
+async def test_the_lease_survives_continue_as_new(
+    api: httpx.AsyncClient,
+    worker: None,
+    client: Client,
+    settings: Settings,
+    make_user: Any,
+    runner: RecordingRunnerDouble,
+) -> None:
+    owner, admin = await make_user("operator"), await make_user("admin")
+    settings.workflow_max_history_events = 30  # the API starts runs with this bound
+    template_id = await leased_template(api, admin, lease_s=8, lease_warnings_s=[4])
+    body = {"template_id": template_id, "deployment_name": "pg-renewed"}
+    created = (await api.post("/api/deployments", json=body, headers=owner.headers)).json()
+    handle = client.get_workflow_handle_for(DeployWorkflow.run, created["workflow_id"])
+    first_run = (await handle.describe()).run_id
+    await wait_status(api, owner, created["id"], "queued")
+    await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=1))
+    await wait_status(api, owner, created["id"], "succeeded")
+
+    async def continued() -> bool:
+        return (await handle.describe()).run_id != first_run
+
+    await wait_for(continued)
+    # The new run knows the lease: its warning, then its end.
+    await wait_status(api, owner, created["id"], "destroying")
+    messages = [r["message"] for r in await history(api, owner, created["id"])]
+    warnings = [m for m in messages if m.startswith("Lease ends in 4 s")]
+    assert len(warnings) == 1, messages
+    assert messages.index(warnings[0]) < messages.index("Destroy: its lease expired")
+    await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=2))
+    await wait_status(api, owner, created["id"], "destroyed")
