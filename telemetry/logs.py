@@ -6,7 +6,9 @@ Where the ids come from, first found wins:
 2. the deployment this task is working for (`deployment_context`), which the worker's
    interceptor sets around each activity and the callback endpoint around each request;
 3. Temporal's logger adapters: `workflow.logger` and `activity.logger` attach
-   `temporal_workflow` / `temporal_activity` dicts that hold the workflow id.
+   `temporal_workflow` / `temporal_activity` dicts that hold the workflow id; a workflow's line
+   is formatted while its task runs, so its `DeploymentId` search attribute (set when the API
+   starts the workflow) gives the deployment id.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from temporalio import workflow
+
+from workflows.search_attributes import DEPLOYMENT_ID
 
 # (deployment_id, workflow_id) of the deployment the current task works for.
 _current: ContextVar[tuple[int | None, str | None]] = ContextVar(
@@ -66,7 +72,15 @@ def deployment_ids(record: logging.LogRecord) -> tuple[int | None, str | None]:
         )
         if isinstance(temporal, dict):
             workflow_id = temporal.get("workflow_id")
+    if deployment_id is None and hasattr(record, "temporal_workflow"):
+        deployment_id = _workflow_deployment_id()
     return deployment_id, workflow_id
+
+
+def _workflow_deployment_id() -> int | None:
+    if not workflow.in_workflow():
+        return None
+    return workflow.info().typed_search_attributes.get(DEPLOYMENT_ID)
 
 
 class JsonFormatter(logging.Formatter):

@@ -7,19 +7,25 @@ from __future__ import annotations
 import io
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.worker import Worker
 
 from pipeline.runner import PipelineRequest
 from settings import Settings
 from telemetry.logs import JsonFormatter, TextFormatter, configure_logging, deployment_context
 from tests.doubles import RecordingRunnerDouble
 from tests.telemetry.deployment_run import launch, report_run, wait_status
+from tests.telemetry.logging_workflow import LoggingWorkflow
 from vocabulary.runs import RunRef
 from vocabulary.statuses import DeploymentStatus as S
+from workflows.search_attributes import DEPLOYMENT_ID
 
 
 def record(message: str = "hello", **extra: Any) -> logging.LogRecord:
@@ -144,3 +150,19 @@ async def test_an_activitys_lines_carry_its_deployment(
     assert len(triggered) == 1
     assert triggered[0]["deployment_id"] == deployment["id"]
     assert triggered[0]["workflow_id"] == deployment["workflow_id"]
+
+
+async def test_a_workflows_lines_carry_its_deployment(
+    client: Client, json_lines: io.StringIO
+) -> None:
+    queue, workflow_id = f"logs-{uuid.uuid4()}", f"deployment-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[LoggingWorkflow]):
+        await client.execute_workflow(
+            LoggingWorkflow.run,
+            id=workflow_id,
+            task_queue=queue,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(DEPLOYMENT_ID, 4242)]),
+        )
+    lines = [json.loads(text) for text in json_lines.getvalue().splitlines()]
+    (line,) = [line for line in lines if line["message"].startswith("could not stop")]
+    assert (line["deployment_id"], line["workflow_id"]) == (4242, workflow_id)
