@@ -16,11 +16,13 @@ export async function deploymentsPage(ctx) {
   const status = ctx.query.get("status") || "";
   const templateId = ctx.query.get("template_id") || "";
   const cursor = ctx.query.get("cursor") || "";
+  const expiring = ctx.query.get("expiring_within_s") || "";
   const isAdmin = ctx.user.role === "admin";
 
   const params = new URLSearchParams();
   if (status) params.set("status", status);
   if (templateId) params.set("template_id", templateId);
+  if (expiring) params.set("expiring_within_s", expiring);
   if (cursor) params.set("cursor", cursor);
   const listUrl = `/api/deployments?${params}`;
 
@@ -29,7 +31,7 @@ export async function deploymentsPage(ctx) {
     api.get(listUrl, { signal: ctx.signal }),
   ]);
 
-  const filterForm = filters(ctx, templates, firstPage.items, { status, templateId });
+  const filterForm = filters(ctx, templates, firstPage.items, { status, templateId, expiring });
   const body = h("tbody", {});
   const rows = new Map(); // deployment id -> <tr>
   const region = h("div", { class: "list-region" });
@@ -61,7 +63,7 @@ export async function deploymentsPage(ctx) {
   }
 
   function show(page) {
-    const filtered = Boolean(status || templateId);
+    const filtered = Boolean(status || templateId || expiring);
     if (!page.items.length) {
       rows.clear();
       setChildren(region, cursor
@@ -128,7 +130,10 @@ export async function deploymentsPage(ctx) {
     filterForm, region, pager, liveNote);
 }
 
-function filters(ctx, templates, items, { status, templateId }) {
+// Lease ends the list may be narrowed to (GET /api/deployments?expiring_within_s=…).
+const EXPIRING = [["1 hour", 3600], ["1 day", 86400], ["7 days", 7 * 86400], ["30 days", 30 * 86400]];
+
+function filters(ctx, templates, items, { status, templateId, expiring }) {
   // Every status, grouped by where a deployment stands: still moving, settled (it may be
   // destroyed or retried), or gone (nothing of it is left).
   const option = (s) => h("option", { value: s, selected: s === status }, statusLabel(s));
@@ -146,11 +151,17 @@ function filters(ctx, templates, items, { status, templateId }) {
     h("option", { value: "" }, "Any template"),
     [...names].map(([id, name]) => h("option", { value: id, selected: id === templateId }, name)));
 
+  const expiringSelect = h("select", { name: "expiring_within_s", id: "filter-expiring" },
+    h("option", { value: "" }, "Any time, or never"),
+    EXPIRING.map(([label, seconds]) => h("option",
+      { value: String(seconds), selected: String(seconds) === expiring }, `within ${label}`)));
+
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter deployments" },
     h("div", { class: "field" }, h("label", { for: "filter-status" }, "Status"), statusSelect),
     h("div", { class: "field" }, h("label", { for: "filter-template" }, "Template"), templateSelect),
+    h("div", { class: "field" }, h("label", { for: "filter-expiring" }, "Lease ends"), expiringSelect),
     h("div", { class: "form-actions" }, h("button", { type: "submit", class: "secondary" }, "Filter"),
-      status || templateId ? link("/deployments", "Clear") : null));
+      status || templateId || expiring ? link("/deployments", "Clear") : null));
   statusSelect.id = "filter-status";
   templateSelect.id = "filter-template";
   form.addEventListener("submit", (event) => {
@@ -158,6 +169,7 @@ function filters(ctx, templates, items, { status, templateId }) {
     const next = new URLSearchParams();
     if (statusSelect.value) next.set("status", statusSelect.value);
     if (templateSelect.value) next.set("template_id", templateSelect.value);
+    if (expiringSelect.value) next.set("expiring_within_s", expiringSelect.value);
     ctx.navigate(`/deployments${next.size ? `?${next}` : ""}`);
   });
   return form;

@@ -1,6 +1,6 @@
-"""Extending a lease from the deployment page, in headless Chromium, against uvicorn, the real
-worker, Temporal and PostgreSQL (the runner is a double; the run's callback events are sent by
-the test)."""
+"""Leases in the UI: the list narrowed to leases ending soon, and extending a lease from the
+deployment page, in headless Chromium, against uvicorn, the real worker, Temporal and PostgreSQL
+(the runner is a double; the run's callback events are sent by the test)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,16 @@ async def test_the_owner_extends_the_lease_until_the_maximum_refuses(
     done = await wait_status(http, operator, deployment["id"], S.SUCCEEDED)
 
     await sign_in(page, operator)
+    # The list narrows to leases ending soon.
+    await page.goto("/deployments")
+    await page.get_by_label("Lease ends").select_option(label="within 7 days")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page).to_have_url(re.compile(r"expiring_within_s=604800"))
+    await expect(page.get_by_role("row").filter(has_text="pg-leased")).to_have_count(1)
+    await page.get_by_label("Lease ends").select_option(label="within 1 hour")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.get_by_text("No deployments match these filters.")).to_be_visible()
+
     await page.goto(f"/deployments/{deployment['id']}")
     await expect(page.locator(".live")).to_have_text(re.compile("Live|Settled|Final"))
     form = page.get_by_role("form", name="Extend lease")
