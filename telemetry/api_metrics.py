@@ -44,8 +44,11 @@ EVENT_STREAMS_OPEN = Gauge(
     "provisio_event_streams_open", "Live event streams open in this API process."
 )
 
-# Requests no route matched are counted under one label, never their raw path (unbounded).
+# Requests no route matched are counted under one label, never their raw path (unbounded), and
+# a method outside HTTP's own under one too: labels a client cannot multiply.
 UNMATCHED_ROUTE = "<unmatched>"
+OTHER_METHOD = "OTHER"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RequestMetricsMiddleware:
@@ -77,7 +80,8 @@ class RequestMetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED_ROUTE
-            key = (scope["method"], template, status)
+            method = scope["method"]
+            key = (method if method in HTTP_METHODS else OTHER_METHOD, template, status)
             child = self._children.get(key)
             if child is None:
                 child = self._children[key] = REQUEST_DURATION.labels(*key)

@@ -42,6 +42,8 @@ async def test_requests_are_timed_by_route_template_not_raw_path(
         r = await api.get(f"/api/deployments/{missing}", headers=operator.headers)
         assert r.status_code == 404
     await api.get("/no/such/path/42")
+    for made_up in ("BREW", "WHEN"):
+        await api.request(made_up, "/api/health")
     after = await scrape(api)
 
     count = "provisio_http_request_duration_seconds_count"
@@ -49,8 +51,12 @@ async def test_requests_are_timed_by_route_template_not_raw_path(
     assert value(after, count, **labels) - value(before, count, **labels) == 3
     unmatched = {"method": "GET", "route": "<unmatched>", "status": "404"}
     assert value(after, count, **unmatched) - value(before, count, **unmatched) == 1
-    # No label holds a raw path.
-    assert not any("900001" in str(key) or "/no/such" in str(key) for key in after)
+    other = {"method": "OTHER", "route": "/api/health", "status": "405"}
+    assert value(after, count, **other) - value(before, count, **other) == 2
+    # No label holds a raw path or a made-up method.
+    assert not any(
+        word in str(key) for key in after for word in ("900001", "/no/such", "BREW", "WHEN")
+    )
 
 
 async def test_deployments_by_status_and_callbacks_ingested_and_rejected(
