@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -38,9 +39,33 @@ TABLES = (
 
 
 def free_port() -> int:
+    """A port free a moment ago. Someone else may take it before it is bound again: where the
+    binder can take a socket, hand it `bound_socket()` instead; where a child process must bind
+    it, retry on a bind failure (`start_temporal_dev_server`)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def bound_socket() -> socket.socket:
+    """A loopback TCP socket bound to a port of its own and kept bound (not listening, so a
+    connection to it is refused) until a server listens on it or it is closed."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def start_temporal_dev_server(attempts: int = 3) -> tuple[subprocess.Popen[bytes], int]:
+    """A Temporal dev server on a free port; a port taken meanwhile by another process makes the
+    server exit, and then another port is tried."""
+    for attempt in range(attempts):
+        port = free_port()
+        try:
+            return temporal.start_dev_server(db_file=None, port=port, ui_port=None), port
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +84,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def temporal_address() -> Iterator[str]:
-    port = free_port()
-    process = temporal.start_dev_server(db_file=None, port=port, ui_port=None)
+    process, port = start_temporal_dev_server()
     yield f"127.0.0.1:{port}"
     temporal.stop(process)
 
@@ -89,13 +113,23 @@ async def clean_db(engine: AsyncEngine) -> None:
 
 
 @pytest.fixture
-def settings(database_url: str, temporal_address: str, clean_db: None) -> Settings:
+def api_socket() -> Iterator[socket.socket]:
+    """The port of `settings.public_url`, bound from the start: `live_api` serves on it."""
+    sock = bound_socket()
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def settings(
+    database_url: str, temporal_address: str, clean_db: None, api_socket: socket.socket
+) -> Settings:
     """Fresh tables and a task queue of this test's own."""
     return Settings(
         database_url=database_url,
         temporal_address=temporal_address,
         # Where `live_api` serves, for pipelines that call back over real HTTP.
-        public_url=f"http://127.0.0.1:{free_port()}",
+        public_url=f"http://127.0.0.1:{api_socket.getsockname()[1]}",
         temporal_task_queue=f"test-{uuid.uuid4()}",
         secret_key="test-secret-key-0123456789abcdef-0123456789",
         callback_secret="test-callback-secret-0123456789abcdef-0123456789",
@@ -128,16 +162,17 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def live_api(settings: Settings) -> Iterator[str]:
+def live_api(settings: Settings, api_socket: socket.socket) -> Iterator[str]:
     """The API served by uvicorn on `settings.public_url`, for callers outside this process."""
     import threading
 
     import uvicorn
 
-    port = int(settings.public_url.rsplit(":", 1)[1])
+    port = api_socket.getsockname()[1]
     config = server_config(settings, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    # On the socket bound since `settings` named its port: nobody else can have taken it.
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [api_socket]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:

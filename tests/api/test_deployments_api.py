@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ from temporalio.client import Client
 
 from db.models import Deployment, DeploymentHistory, DiskAllocation
 from db.session import SessionMaker
+from tests.conftest import wait_for
 from tests.doubles import RecordingRunnerDouble
 
 
@@ -24,8 +26,19 @@ async def _counts(sessionmaker: SessionMaker) -> tuple[int, int, int]:
         )
 
 
-async def _workflows_of(client: Client, username: str) -> int:
-    return len([w async for w in client.list_workflows(f'Owner = "{username}"')])
+async def _workflows_of(client: Client, username: str, expected: int) -> int:
+    """How many workflows the visibility index lists for the user, read until it lists the
+    `expected` number (the index lags the start) or the wait gives up."""
+
+    async def count() -> int:
+        return len([w async for w in client.list_workflows(f'Owner = "{username}"')])
+
+    async def shown() -> bool:
+        return await count() == expected
+
+    with contextlib.suppress(AssertionError):
+        await wait_for(shown, timeout_s=10)
+    return await count()
 
 
 BAD_INPUTS = [
@@ -90,7 +103,7 @@ async def test_bad_input_is_422_naming_the_field_and_leaves_nothing(
     assert response.status_code == 422, response.text
     assert loc in [error["loc"] for error in response.json()["detail"]]
     assert await _counts(sessionmaker) == (0, 0, 0)
-    assert await _workflows_of(client, operator.username) == 0
+    assert await _workflows_of(client, operator.username, 0) == 0
     assert runner.triggers == []
 
 
@@ -142,7 +155,7 @@ async def test_same_idempotency_key_returns_the_same_deployment_and_starts_nothi
     second = await api.post("/api/deployments", json=body, headers={**alice.headers, **key})
     assert first.status_code == second.status_code == 201
     assert first.json()["id"] == second.json()["id"]
-    assert await _workflows_of(client, alice.username) == 1
+    assert await _workflows_of(client, alice.username, 1) == 1
     # The key is scoped to its user: bob's request with the same key is his own deployment.
     theirs = await api.post("/api/deployments", json=body, headers={**bob.headers, **key})
     assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
@@ -169,7 +182,7 @@ async def test_a_key_reused_for_another_deployment_is_409_and_changes_nothing(
     assert other.status_code == 409
     assert "Idempotency-Key" in other.json()["detail"]
     assert await _counts(sessionmaker) == before
-    assert await _workflows_of(client, alice.username) == 1
+    assert await _workflows_of(client, alice.username, 1) == 1
 
 
 async def test_one_key_sent_many_times_at_once_makes_one_deployment(
@@ -189,7 +202,7 @@ async def test_one_key_sent_many_times_at_once_makes_one_deployment(
     )
     assert [a.status_code for a in answers] == [201] * 5
     assert len({a.json()["id"] for a in answers}) == 1
-    assert await _workflows_of(client, alice.username) == 1
+    assert await _workflows_of(client, alice.username, 1) == 1
 
 
 async def test_a_key_whose_earlier_request_failed_is_409_not_a_second_run(

@@ -19,7 +19,7 @@ from db.models import Deployment, DeploymentHistory, DiskAllocation
 from db.session import SessionMaker
 from devstack import temporal
 from settings import Settings
-from tests.conftest import free_port, wait_for
+from tests.conftest import start_temporal_dev_server, wait_for
 
 
 async def _counts(sessionmaker: SessionMaker) -> tuple[int, int, int]:
@@ -45,8 +45,7 @@ async def test_a_workflow_service_killed_under_the_launch_is_503_and_nothing_is_
     settings: Settings, make_user: Any, make_template: Any, sessionmaker: SessionMaker
 ) -> None:
     """A second, real dev server, stopped after the API connected to it."""
-    port = free_port()
-    process = temporal.start_dev_server(db_file=None, port=port, ui_port=None)
+    process, port = start_temporal_dev_server()
     try:
         doomed = await Client.connect(f"127.0.0.1:{port}")
     finally:
@@ -149,4 +148,9 @@ async def test_a_lost_start_answer_is_unknown_and_the_keyed_retry_is_the_same_de
         rows = (await session.execute(select(Deployment.id, Deployment.workflow_id))).all()
     assert len(rows) == 1
     assert rows[0].id == retried.json()["id"]
-    assert [w async for w in client.list_workflows(f"WorkflowId = '{rows[0].workflow_id}'")]
+
+    async def listed() -> bool:  # the visibility index lags the start
+        query = f"WorkflowId = '{rows[0].workflow_id}'"
+        return bool([w async for w in client.list_workflows(query)])
+
+    await wait_for(listed)

@@ -10,8 +10,8 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_network
 from typing import Any
@@ -28,30 +28,35 @@ from api.server import server_config
 from db.models import LoginFailure, User
 from db.session import SessionMaker
 from settings import Settings
-from tests.conftest import free_port, wait_for
+from tests.conftest import bound_socket, wait_for
 
 TOKEN = "/api/auth/token"
 
 
-@contextmanager
-def serve(settings: Settings) -> Iterator[str]:
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[str]:
     """The API under uvicorn as `provisio api` serves it (uvicorn's own proxy-header handling
-    off): `trusted_proxies` alone decides whose X-Forwarded-For is believed."""
-    port = free_port()
+    off): `trusted_proxies` alone decides whose X-Forwarded-For is believed. On a socket bound
+    here and handed over (no port picked, then bound later); its start awaited, not slept on."""
+    sock = bound_socket()
+    port = sock.getsockname()[1]
     config = server_config(settings, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
     try:
+
+        async def started() -> bool:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            return server.started
+
+        await wait_for(started, timeout_s=30, interval_s=0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(30)
+        await asyncio.to_thread(thread.join, 30)
+        sock.close()
 
 
 @pytest.fixture
@@ -61,7 +66,7 @@ async def start(settings: Settings) -> AsyncIterator[Any]:
 
         async def started(**overrides: Any) -> httpx.AsyncClient:
             changed = Settings(**(settings.model_dump() | overrides))  # validated, like the env
-            url = stack.enter_context(serve(changed))
+            url = await stack.enter_async_context(serve(changed))
             return await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60))
 
         yield started
