@@ -24,7 +24,7 @@ from cli_deployments import HISTORY_PAGE
 from db.models import DeploymentHistory
 from db.session import SessionMaker
 from settings import PROJECT_ROOT
-from tests.conftest import free_port, wait_for
+from tests.conftest import bound_socket, wait_for
 from tests.doubles import RecordingRunnerDouble
 from vocabulary.contracts import PipelineFinished
 from vocabulary.runs import RunAction
@@ -332,8 +332,9 @@ async def test_refusals_and_mistakes_say_what_to_do(
     assert missing.code == 1
     assert "deployment not found (it does not exist, or it is not yours)" in missing.err
 
-    nowhere = f"http://127.0.0.1:{free_port()}"
-    unreachable = await provisio("deployments", "list", "--url", nowhere, token="t")
+    with bound_socket() as refusing:  # bound, not listening: refused, and no one else's
+        nowhere = f"http://127.0.0.1:{refusing.getsockname()[1]}"
+        unreachable = await provisio("deployments", "list", "--url", nowhere, token="t")
     assert unreachable.code == 1
     assert f"cannot reach the Provisio API at {nowhere}" in unreachable.err
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -48,6 +49,9 @@ class CallbackReceiverDouble:
     requests: list[ReceivedRequest] = field(default_factory=list)
     forward_to: str | None = None
     port: int = 0
+    # A socket bound beforehand (say, to be refused on until `start`): served as it is, so the
+    # port cannot be taken by anyone else in between.
+    sock: socket.socket | None = None
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -66,7 +70,16 @@ class CallbackReceiverDouble:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.sock is None:
+            self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        else:
+            self._server = ThreadingHTTPServer(
+                self.sock.getsockname(), Handler, bind_and_activate=False
+            )
+            self._server.socket.close()
+            self._server.socket = self.sock
+            self._server.server_address = self.sock.getsockname()
+            self._server.server_activate()
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

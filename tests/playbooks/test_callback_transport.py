@@ -43,10 +43,12 @@ def plugin(_home_in_tmp: Path) -> ModuleType:
     return _load_plugin()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def refusing_socket() -> socket.socket:
+    """Bound, not listening: connections to its port are refused, and no one else can take the
+    port meanwhile."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 def make_events(first: int, last: int) -> list[dict[str, Any]]:
@@ -165,35 +167,37 @@ def test_the_plugin_reads_the_one_contract_file(plugin: ModuleType) -> None:
 
 
 def test_api_down_then_up_every_event_arrives_once(plugin: ModuleType) -> None:
-    port = free_port()  # nothing listens there yet: connections are refused
-    path = "/api/deployments/7/callback"
-    receiver = CallbackReceiverDouble(port=port)
-    receiver.tokens[path] = "secret-down"
-    sender = plugin.EventSender(
-        f"http://127.0.0.1:{port}{path}",
-        "secret-down",
-        batch_size=4,
-        max_retry_time=60,
-        initial_backoff=0.1,
-        max_backoff=0.5,
-    )
-    for event in make_events(1, 10):
-        sender.send(event)
-    sender.flush()
-    deadline = time.monotonic() + 10
-    while sender.requests < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert sender.requests >= 3 and sender.delivered == 0  # refused, retried, still trying
+    # Bound, not listening: connections are refused until the receiver listens on it.
+    with refusing_socket() as sock:
+        port = sock.getsockname()[1]
+        path = "/api/deployments/7/callback"
+        receiver = CallbackReceiverDouble(sock=sock)
+        receiver.tokens[path] = "secret-down"
+        sender = plugin.EventSender(
+            f"http://127.0.0.1:{port}{path}",
+            "secret-down",
+            batch_size=4,
+            max_retry_time=60,
+            initial_backoff=0.1,
+            max_backoff=0.5,
+        )
+        for event in make_events(1, 10):
+            sender.send(event)
+        sender.flush()
+        deadline = time.monotonic() + 10
+        while sender.requests < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sender.requests >= 3 and sender.delivered == 0  # refused, retried, still trying
 
-    receiver.start()
-    try:
-        assert sender.close(30)
-        events = receiver.accepted_events(path)
-    finally:
-        receiver.stop()
-    assert sorted(counters(events)) == list(range(1, 11))  # all of them, none twice
-    assert all(r.signature_ok for r in receiver.received(path))
-    assert sender.delivered == 10 and sender.dropped == 0
+        receiver.start()
+        try:
+            assert sender.close(30)
+            events = receiver.accepted_events(path)
+        finally:
+            receiver.stop()
+        assert sorted(counters(events)) == list(range(1, 11))  # all of them, none twice
+        assert all(r.signature_ok for r in receiver.received(path))
+        assert sender.delivered == 10 and sender.dropped == 0
 
 
 def test_5xx_and_429_are_retried_each_attempt_signed_afresh(
@@ -253,21 +257,22 @@ def test_a_wrong_token_is_refused_once_not_retried(
 
 
 def test_never_raises_and_close_is_bounded_when_the_api_never_answers(plugin: ModuleType) -> None:
-    sender = plugin.EventSender(
-        f"http://127.0.0.1:{free_port()}/api/deployments/1/callback",
-        "secret",
-        max_retry_time=600,
-        initial_backoff=0.2,
-        max_backoff=5,
-    )
-    for event in make_events(1, 5):
-        sender.send(event)
-    sender.flush()
-    started = time.monotonic()
-    assert sender.close(timeout=1.5)  # gave up at close's deadline, not after 600 s
-    assert time.monotonic() - started < 5
-    assert sender.dropped == 5
-    assert any("gave up" in error for error in sender.drain_errors())
+    with refusing_socket() as nowhere:
+        sender = plugin.EventSender(
+            f"http://127.0.0.1:{nowhere.getsockname()[1]}/api/deployments/1/callback",
+            "secret",
+            max_retry_time=600,
+            initial_backoff=0.2,
+            max_backoff=5,
+        )
+        for event in make_events(1, 5):
+            sender.send(event)
+        sender.flush()
+        started = time.monotonic()
+        assert sender.close(timeout=1.5)  # gave up at close's deadline, not after 600 s
+        assert time.monotonic() - started < 5
+        assert sender.dropped == 5
+        assert any("gave up" in error for error in sender.drain_errors())
 
 
 @pytest.mark.parametrize("url", ["http://[not-an-address/x", "http://127.0.0.1:0/x"])
