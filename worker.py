@@ -26,7 +26,7 @@ from settings import Settings, get_settings
 from telemetry.logs import configure_logging
 from telemetry.tracing import configure_tracing, temporal_interceptors
 from telemetry.worker_interceptor import ActivityTelemetryInterceptor
-from telemetry.worker_metrics import RunMetrics, worker_runtime
+from telemetry.worker_metrics import RunMetrics, deployment_age_reader, worker_runtime
 from vocabulary.activities import activity_methods
 from workflows.deploy import DeployWorkflow
 
@@ -64,7 +64,9 @@ def build_worker(
     deployments = deployments or DeploymentActivities(sessionmaker)
     pipelines = pipelines or PipelineActivities(runner, settings)
     # Tracing comes with the client (its interceptors apply to its workers); this one is ours.
-    interceptors = [ActivityTelemetryInterceptor(RunMetrics.of(client))]
+    interceptors = [
+        ActivityTelemetryInterceptor(RunMetrics.of(client), deployment_age_reader(sessionmaker))
+    ]
     shared = Worker(
         client,
         task_queue=settings.temporal_task_queue,

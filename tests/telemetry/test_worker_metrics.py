@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,6 +76,7 @@ async def test_worker_metrics_show_activities_and_runs(
     settings: Settings,
 ) -> None:
     operator = await make_user("operator")
+    launched_at = time.monotonic()
     deployment = await launch(api, operator.headers, await make_template())
     await wait_status(api, deployment, operator.headers, S.QUEUED)
     callback_url = await report_run(api, runner, settings, deployment)
@@ -91,6 +93,12 @@ async def test_worker_metrics_show_activities_and_runs(
     assert find(found, "provisio_pipeline_runs_started_total", action="deploy") == 1
     assert find(found, "provisio_pipeline_runs_finished_total", outcome="succeeded") == 1
     assert find(found, "provisio_pipeline_runs_finished_total", outcome="failed") is None
+    # From its creation to succeeded: seconds here, within the test's own time.
+    duration = "provisio_deployment_duration_seconds"
+    assert find(found, f"{duration}_count", outcome="succeeded") == 1
+    assert find(found, f"{duration}_bucket", outcome="succeeded", le="60") == 1
+    took = find(found, f"{duration}_sum", outcome="succeeded")
+    assert took is not None and 0 < took <= time.monotonic() - launched_at + 1
     # temporalio's own: activity latencies by activity type, workflow task latencies.
     for activity_type in ("validate_deployment", "start_pipeline", "record_step"):
         count = find(
