@@ -21,8 +21,17 @@ def listening_addresses(port: int) -> set[str]:
 
 def test_the_ui_binds_127_0_0_1_whatever_the_frontend_address() -> None:
     # 127.0.0.2 is a loopback address too: nothing leaves the machine while this runs.
-    port, ui_port = free_port(), free_port()
-    server = temporal.start_dev_server(db_file=None, port=port, ui_port=ui_port, ip="127.0.0.2")
+    for attempt in range(3):
+        # Ports free a moment ago: one taken meanwhile makes the server exit; try others.
+        port, ui_port = free_port(), free_port()
+        try:
+            server = temporal.start_dev_server(
+                db_file=None, port=port, ui_port=ui_port, ip="127.0.0.2"
+            )
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
     try:
         assert listening_addresses(port) == {"127.0.0.2"}
         deadline = time.monotonic() + 30
