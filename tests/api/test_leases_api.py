@@ -31,7 +31,7 @@ async def succeeded(
 ) -> Any:
     created = await launch(api, owner, template_id, name)
     await wait_status(api, owner, created["id"], "queued")
-    handle = client.get_workflow_handle_for(DeployWorkflow.run, created["workflow_id"])
+    handle = client.get_workflow_handle(created["workflow_id"])
     await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=1))
     return await wait_status(api, owner, created["id"], "succeeded")
 
@@ -161,7 +161,7 @@ async def test_no_lease_and_a_deployment_being_destroyed_or_gone_are_409(
     assert destroying.status_code == 409
     assert destroying.json()["detail"].startswith("the deployment is destroying")
 
-    handle = client.get_workflow_handle_for(DeployWorkflow.run, done["workflow_id"])
+    handle = client.get_workflow_handle(done["workflow_id"])
     await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=2))
     destroyed = await wait_status(api, owner, done["id"], "destroyed")
     assert destroyed["expires_at"] is None

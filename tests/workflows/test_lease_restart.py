@@ -36,7 +36,7 @@ async def test_a_lease_that_ends_while_no_worker_runs_is_destroyed_by_the_next(
     template_id = await leased_template(api, admin, lease_s=4, lease_warnings_s=[2])
     body = {"template_id": template_id, "deployment_name": "pg-brief"}
     created = (await api.post("/api/deployments", json=body, headers=owner.headers)).json()
-    handle = client.get_workflow_handle_for(DeployWorkflow.run, created["workflow_id"])
+    handle = client.get_workflow_handle(created["workflow_id"])
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with build_worker(client, settings, sessionmaker, runner, executor):
             await wait_status(api, owner, created["id"], "queued")
@@ -77,7 +77,7 @@ async def test_the_lease_survives_continue_as_new(
     template_id = await leased_template(api, admin, lease_s=8, lease_warnings_s=[4])
     body = {"template_id": template_id, "deployment_name": "pg-renewed"}
     created = (await api.post("/api/deployments", json=body, headers=owner.headers)).json()
-    handle = client.get_workflow_handle_for(DeployWorkflow.run, created["workflow_id"])
+    handle = client.get_workflow_handle(created["workflow_id"])
     first_run = (await handle.describe()).run_id
     await wait_status(api, owner, created["id"], "queued")
     await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=1))

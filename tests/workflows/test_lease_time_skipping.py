@@ -28,7 +28,7 @@ from tests.conftest import free_port, wait_for
 from tests.doubles import RecordingRunnerDouble
 from tests.workflows.test_deploy_flow import history, save_history, wait_status
 from tests.workflows.test_retention_time_skipping import register_search_attributes
-from vocabulary.contracts import PipelineFinished
+from vocabulary.contracts import DeployResult, PipelineFinished
 from vocabulary.runs import RunAction
 from worker import build_worker
 from workflows.deploy import DeployWorkflow
@@ -97,7 +97,7 @@ async def launch_succeeded(
     assert response.status_code == 201, response.text
     created = response.json()
     await wait_status(api, owner, created["id"], "queued")
-    handle = env.client.get_workflow_handle_for(DeployWorkflow.run, created["workflow_id"])
+    handle = env.client.get_workflow_handle(created["workflow_id"])
     await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=1))
     return await wait_status(api, owner, created["id"], "succeeded")
 
@@ -174,7 +174,7 @@ async def test_a_30_day_lease_warns_is_extended_and_ends_in_a_destroy(
                 (1, RunAction.DEPLOY),
                 (2, RunAction.DESTROY),
             ]
-            handle = env.client.get_workflow_handle_for(DeployWorkflow.run, done["workflow_id"])
+            handle = env.client.get_workflow_handle(done["workflow_id"], result_type=DeployResult)
             await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=2))
             assert (await handle.result()).status == "destroyed"
 
@@ -212,7 +212,7 @@ async def test_a_destroy_at_expiry_that_fails_is_tried_again(
         template_id = await leased_template(api, admin, lease_s=DAY)
         async with running_worker(env.client, settings, sessionmaker, runner):
             done = await launch_succeeded(api, env, owner, template_id, "pg-sticky")
-            handle = env.client.get_workflow_handle_for(DeployWorkflow.run, done["workflow_id"])
+            handle = env.client.get_workflow_handle(done["workflow_id"], result_type=DeployResult)
             await env.sleep(timedelta(days=1, minutes=1))
             await wait_status(api, owner, done["id"], "destroying")
             await handle.signal(
