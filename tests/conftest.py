@@ -6,7 +6,6 @@ import asyncio
 import os
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -162,8 +161,9 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def live_api(settings: Settings, api_socket: socket.socket) -> Iterator[str]:
-    """The API served by uvicorn on `settings.public_url`, for callers outside this process."""
+async def live_api(settings: Settings, api_socket: socket.socket) -> AsyncIterator[str]:
+    """The API served by uvicorn on `settings.public_url`, for callers outside this process.
+    Its start and stop are awaited, so the test's event loop (its worker) runs meanwhile."""
     import threading
 
     import uvicorn
@@ -174,14 +174,16 @@ def live_api(settings: Settings, api_socket: socket.socket) -> Iterator[str]:
     # On the socket bound since `settings` named its port: nobody else can have taken it.
     thread = threading.Thread(target=server.run, kwargs={"sockets": [api_socket]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
+
+    async def started() -> bool:
+        if not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
+        return server.started
+
+    await wait_for(started, timeout_s=30, interval_s=0.05)
     yield settings.public_url
     server.should_exit = True
-    thread.join(30)
+    await asyncio.to_thread(thread.join, 30)
 
 
 @dataclass
