@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from db.models import Deployment, DeploymentHistory, DiskAllocation, TemplateDiskAllocation
@@ -18,6 +18,10 @@ from tests.doubles import RecordingRunnerDouble
 from vocabulary.contracts import PipelineFinished, PipelineStarted
 from vocabulary.runs import RunState
 from workflows.deploy import DeployWorkflow
+
+SIGNALED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+ACTIVITY_SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+TIMER_STARTED = EventType.EVENT_TYPE_TIMER_STARTED
 
 
 async def create(api: httpx.AsyncClient, account: Any, template_id: int, **extra: Any) -> Any:
@@ -218,12 +222,21 @@ async def test_late_signals_never_move_a_final_status(
     # replaying sender would send them.
     await handle.signal(DeployWorkflow.pipeline_started, PipelineStarted({}))
     await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(False, {}, "late"))
-    await handle.query(DeployWorkflow.status)  # the signals are in the workflow's history
-    await asyncio.sleep(0.5)
+    # A query is answered once the workflow has handled the signals before it.
+    assert await handle.query(DeployWorkflow.status) == "succeeded"
+    # Both signals reached the workflow, and it did nothing about them: no activity (no step
+    # written) and no timer after the first of them.
+    events = (await handle.fetch_history()).events
+    late = [i for i, e in enumerate(events) if e.event_type == SIGNALED]
+    assert len(late) == 3, late  # the result's signal and the two late ones
+    assert events[late[-1]].workflow_execution_signaled_event_attributes.signal_name == (
+        "pipeline_finished"
+    )
+    after = {events[i].event_type for i in range(late[1], len(events))}
+    assert not after & {ACTIVITY_SCHEDULED, TIMER_STARTED}, after
     assert await history(api, operator, created["id"]) == settled
     assert [r["status"] for r in settled][-1] == "succeeded"
     assert "running" not in [r["status"] for r in settled]
-    assert await handle.query(DeployWorkflow.status) == "succeeded"
 
 
 async def test_a_refused_deployment_whose_row_was_lost_writes_nothing(
