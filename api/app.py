@@ -27,6 +27,7 @@ from db.session import create_autocommit_sessionmaker, create_engine, create_ses
 from domain.callback_tokens import check_callback_secret
 from settings import Settings, get_settings
 from telemetry.api_metrics import RequestMetricsMiddleware
+from telemetry.logs import RequestDeploymentMiddleware
 from telemetry.tracing import configured_provider, temporal_interceptors
 
 
@@ -70,6 +71,7 @@ def create_app(
     if settings.api_docs:
         install_api_docs(app)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestDeploymentMiddleware)
     # Outermost, so that a body refused by the limit is timed and counted too.
     app.add_middleware(RequestMetricsMiddleware)
     install_error_handler(app)

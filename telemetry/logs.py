@@ -22,6 +22,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio import workflow
 
 from workflows.search_attributes import DEPLOYMENT_ID
@@ -54,8 +55,38 @@ def deployment_context(deployment_id: int | None, workflow_id: str | None) -> It
 
 
 def set_deployment_context(deployment_id: int | None, workflow_id: str | None) -> None:
-    """For a request task: the ids hold until the task ends (each request is a task of its own)."""
+    """For a request: the ids hold until it ends (RequestDeploymentMiddleware restores them)."""
     _current.set((deployment_id, workflow_id))
+
+
+class RequestDeploymentMiddleware:
+    """A request whose path names a deployment (`{deployment_id}`) logs it from its response's
+    start on: uvicorn writes the access line while sending that start, in the request's task.
+    A route that knows the workflow id too (the callback endpoint) has set both already."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                raw = str(scope.get("path_params", {}).get("deployment_id", ""))
+                deployment_id, workflow_id = _current.get()
+                # As the route reads it: ASCII digits of a bigint, else no deployment is named.
+                if deployment_id is None and raw.isascii() and raw.isdigit() and len(raw) < 19:
+                    _current.set((int(raw), workflow_id))
+            await send(message)
+
+        # Whatever the request sets holds for it alone, even where requests share a task.
+        token = _current.set(_current.get())
+        try:
+            await self.app(scope, receive, send_with_ids)
+        finally:
+            _current.reset(token)
 
 
 def deployment_ids(record: logging.LogRecord) -> tuple[int | None, str | None]:

@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import Worker
 
+from api.app import create_app
 from pipeline.runner import PipelineRequest
 from settings import Settings
 from telemetry.logs import JsonFormatter, TextFormatter, configure_logging, deployment_context
@@ -166,3 +167,52 @@ async def test_a_workflows_lines_carry_its_deployment(
     lines = [json.loads(text) for text in json_lines.getvalue().splitlines()]
     (line,) = [line for line in lines if line["message"].startswith("could not stop")]
     assert (line["deployment_id"], line["workflow_id"]) == (4242, workflow_id)
+
+
+async def call(app: Any, path: str) -> int:
+    """One GET through the ASGI app; the response's status, logged as uvicorn's access line is,
+    while the response starts."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("test", 80),
+    }
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            logging.getLogger("uvicorn.access").info('"GET %s HTTP/1.1" %d', path, status)
+
+    await app(scope, receive, send)
+    return status
+
+
+async def test_a_requests_access_line_names_the_deployment_in_its_path(
+    settings: Settings, json_lines: io.StringIO
+) -> None:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        assert await call(app, "/api/deployments/77") == 401
+        assert await call(app, "/api/deployments/78/history") == 401
+        assert await call(app, "/api/deployments/not-a-number") == 401
+        assert await call(app, "/api/templates") == 401
+    access = [
+        json.loads(text)
+        for text in json_lines.getvalue().splitlines()
+        if json.loads(text)["logger"] == "uvicorn.access"
+    ]
+    assert [line.get("deployment_id") for line in access] == [77, 78, None, None]
