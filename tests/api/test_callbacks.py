@@ -229,7 +229,11 @@ async def test_malformed_signed_events_are_422(
 
 @pytest.mark.parametrize(("size", "expected"), [(MAX_BODY_BYTES, 200), (MAX_BODY_BYTES + 1, 413)])
 async def test_a_callback_body_may_be_as_large_as_the_contract_says_and_no_larger(
-    api: httpx.AsyncClient, deployment: dict[str, Any], size: int, expected: int
+    api: httpx.AsyncClient,
+    deployment: dict[str, Any],
+    sessionmaker: SessionMaker,
+    size: int,
+    expected: int,
 ) -> None:
     # One event padded with JSON whitespace to `size` bytes: larger than any other request may
     # be, still a valid batch. The cap is enforced before the signature is even read.
@@ -242,10 +246,14 @@ async def test_a_callback_body_may_be_as_large_as_the_contract_says_and_no_large
         "X-Provisio-Timestamp": timestamp,
         "X-Provisio-Signature": "sha256=" + signature_of(deployment["token"], timestamp, body),
     }
+    rows, signatures = await _rows(sessionmaker), await _signature_rows(sessionmaker)
     response = await api.post(
         f"/api/deployments/{deployment['id']}/callback", content=body, headers=headers
     )
     assert response.status_code == expected, response.text
+    stored = 1 if expected == 200 else 0  # the event at the cap; nothing over it
+    assert await _rows(sessionmaker) == rows + stored
+    assert await _signature_rows(sessionmaker) == signatures + stored
 
 
 async def test_a_batch_may_hold_as_many_events_as_the_contract_says_and_no_more(
