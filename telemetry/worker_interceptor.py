@@ -51,7 +51,7 @@ class _ActivityTelemetry(ActivityInboundInterceptor):
             self._metrics.started.add(1, {"action": data.action.value})
         elif isinstance(data, RecordStepInput) and _ends_a_run(data.status):
             self._metrics.finished.add(1, {"outcome": data.status.value})
-            if data.status in SETTLED_STATUSES:
+            if data.status in SETTLED_STATUSES and self._metrics.recorded:
                 await self._observe_duration(data)
         return result
 

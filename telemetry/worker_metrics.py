@@ -52,10 +52,13 @@ class RunMetrics:
     started: MetricCounter
     finished: MetricCounter
     duration: MetricHistogramFloat
+    # False on a runtime without metrics: nothing is recorded, so nothing need be measured.
+    recorded: bool
 
     @classmethod
     def on(cls, meter: MetricMeter) -> RunMetrics:
         return cls(
+            recorded=meter is not MetricMeter.noop,
             started=meter.create_counter(
                 "provisio_pipeline_runs_started", "Pipeline runs started, by action."
             ),

@@ -1,0 +1,23 @@
+"""Without a metrics address the worker's runtime records nothing, so the activity interceptor
+reads no deployment age from PostgreSQL either."""
+
+from __future__ import annotations
+
+from temporalio.common import MetricMeter
+from temporalio.runtime import Runtime
+
+from settings import Settings
+from telemetry.worker_metrics import RunMetrics, worker_runtime
+from tests.conftest import free_port
+
+
+def test_no_address_no_endpoint_and_nothing_recorded() -> None:
+    assert worker_runtime(Settings(worker_metrics_address="")) is None
+    assert RunMetrics.on(Runtime.default().metric_meter).recorded is False
+    assert RunMetrics.on(MetricMeter.noop).recorded is False
+
+
+def test_an_address_gives_a_runtime_whose_metrics_are_recorded() -> None:
+    runtime = worker_runtime(Settings(worker_metrics_address=f"127.0.0.1:{free_port()}"))
+    assert runtime is not None
+    assert RunMetrics.on(runtime.metric_meter).recorded is True
