@@ -158,7 +158,7 @@ async def test_forged_stale_replayed_and_cross_deployment_callbacks_write_nothin
 ) -> None:
     url = f"/api/deployments/{deployment['id']}/callback"
     payload = {"events": RUN_OK}
-    before = await _rows(sessionmaker)
+    before, signatures = await _rows(sessionmaker), await _signature_rows(sessionmaker)
 
     unsigned = await api.post(url, json=payload)
     assert unsigned.status_code == 401
@@ -185,6 +185,8 @@ async def test_forged_stale_replayed_and_cross_deployment_callbacks_write_nothin
     tampered = body.replace(b"web-1", b"web-9")
     assert (await api.post(url, content=tampered, headers=headers)).status_code == 401
     assert await _rows(sessionmaker) == before
+    assert await _signature_rows(sessionmaker) == signatures  # none of them remembered
+    assert await _status(api, deployment) == S.QUEUED
 
     # The same signed request twice: the second is a replay. (No milestone in it, so the
     # workflow writes nothing meanwhile.)
@@ -194,6 +196,7 @@ async def test_forged_stale_replayed_and_cross_deployment_callbacks_write_nothin
     replay = await api.post(url, content=body, headers=headers)
     assert replay.status_code == 403
     assert await _rows(sessionmaker) == after_first
+    assert await _signature_rows(sessionmaker) == signatures + 1
 
 
 @pytest.mark.parametrize(
