@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
 from api.api_docs import install_api_docs
@@ -29,6 +29,9 @@ from settings import Settings, get_settings
 from telemetry.api_metrics import RequestMetricsMiddleware
 from telemetry.logs import RequestDeploymentMiddleware
 from telemetry.tracing import configured_provider, temporal_interceptors
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 
 def create_app(

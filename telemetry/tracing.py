@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
+# The API only (propagation, the current span): the SDK, the exporter and temporalio's
+# interceptor are imported when tracing is configured, so a process without it loads none.
 from opentelemetry import propagate, trace
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.client import Interceptor
 
 from settings import Settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 # The trace context's keys (W3C Trace Context) that travel in a callback URL's query.
 TRACE_QUERY_KEYS = ("traceparent", "tracestate")
@@ -37,6 +40,9 @@ def configure_tracing(settings: Settings, service_name: str) -> TracerProvider |
     if not settings.otlp_endpoint:
         return None
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(traces_endpoint(settings))))
@@ -55,9 +61,13 @@ def traces_endpoint(settings: Settings) -> str:
     return endpoint if urlsplit(endpoint).path else f"{endpoint}/v1/traces"
 
 
-def temporal_interceptors(provider: TracerProvider | None, name: str) -> list[TracingInterceptor]:
+def temporal_interceptors(provider: TracerProvider | None, name: str) -> list[Interceptor]:
     """For `Client.connect(interceptors=...)`: workers built on that client get them too."""
-    return [TracingInterceptor(provider.get_tracer(name))] if provider is not None else []
+    if provider is None:
+        return []
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
+    return [TracingInterceptor(provider.get_tracer(name))]
 
 
 def with_trace_context(url: str) -> str:
