@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import pytest
 import yaml
 
@@ -537,3 +538,5 @@ def test_grafana_provisions_the_dashboard_on_the_prometheus_datasource(
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == source["uid"], panel["title"]
+            # Valid PromQL once Grafana has put its interval in.
+            promql_parser.parse(target["expr"].replace("$__rate_interval", "1m"))
