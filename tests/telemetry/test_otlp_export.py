@@ -57,47 +57,73 @@ def collector() -> Iterator[Collector]:
     thread.join(10)
 
 
+def serve_api(env: dict[str, str], log_file: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`provisio api` answering on a free port; another port if the one picked was taken
+    meanwhile (uvicorn then exits, saying so)."""
+    for _ in range(3):
+        port = free_port()
+        with log_file.open("wb") as log:
+            api = subprocess.Popen(
+                [sys.executable, "-m", "cli", "api"],
+                cwd=REPO,
+                env={**env, "PROVISIO_API_PORT": str(port)},
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 60
+        while api.poll() is None and time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5)
+                return api, port
+            except httpx.ConnectError:
+                time.sleep(0.2)
+        api.terminate()
+        api.wait(30)
+        if "address already in use" not in log_file.read_text():
+            break
+    raise AssertionError(f"the API did not serve: {log_file.read_text()}")
+
+
 def test_the_api_process_exports_its_spans_when_an_endpoint_is_set(
     collector: Collector, database_url: str, temporal_address: str, tmp_path: Path
 ) -> None:
-    port = free_port()
     env = {
         **os.environ,
         "PROVISIO_DATABASE_URL": database_url,
         "PROVISIO_TEMPORAL_ADDRESS": temporal_address,
-        "PROVISIO_API_PORT": str(port),
         "PROVISIO_SECRET_KEY": "otlp-test-secret-key-0123456789abcdef-0123",
         "PROVISIO_CALLBACK_SECRET": "otlp-test-callback-secret-0123456789abcdef",
         "PROVISIO_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
         # Export at once rather than every 5 s.
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
-    log = (tmp_path / "api.log").open("wb")
-    api = subprocess.Popen(
-        [sys.executable, "-m", "cli", "api"], cwd=REPO, env=env, stdout=log, stderr=log
-    )
+    api, port = serve_api(env, tmp_path / "api.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/api/users/me", timeout=5)
-                break
-            except httpx.ConnectError:
-                assert api.poll() is None, (tmp_path / "api.log").read_text()
-                assert time.monotonic() < deadline, "the API did not listen"
-                time.sleep(0.2)
+        response = httpx.get(f"http://127.0.0.1:{port}/api/users/me", timeout=5)
         assert response.status_code == 401
-        while not collector.exports and time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while not any(_names(request) & {"GET /api/users/me"} for _, request in collector.exports):
+            assert time.monotonic() < deadline, "no span exported"
             time.sleep(0.1)
     finally:
         api.terminate()
         api.wait(30)
-        log.close()
 
-    path, request = collector.exports[0]
+    path, request = next(
+        (path, request)
+        for path, request in collector.exports
+        if "GET /api/users/me" in _names(request)
+    )
     assert path == "/v1/traces"
     (resource,) = request.resource_spans
     service = {a.key: a.value.string_value for a in resource.resource.attributes}
     assert service["service.name"] == "provisio-api"
-    names = [span.name for scope in resource.scope_spans for span in scope.spans]
-    assert "GET /api/users/me" in names
+
+
+def _names(request: ExportTraceServiceRequest) -> set[str]:
+    return {
+        span.name
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    }

@@ -20,11 +20,10 @@ from temporalio.client import Client
 
 from db.session import SessionMaker
 from settings import Settings
-from telemetry.worker_metrics import worker_runtime
 from tests.callback_events import event, signed
-from tests.conftest import free_port
 from tests.doubles import RecordingRunnerDouble
 from tests.telemetry.deployment_run import launch, report_run, wait_status
+from tests.telemetry.metrics_runtime import metrics_runtime
 from vocabulary.statuses import DeploymentStatus as S
 from worker import build_worker
 
@@ -41,9 +40,7 @@ async def metrics_worker(
     runner: RecordingRunnerDouble,
 ) -> AsyncIterator[str]:
     """A worker whose client runs on a runtime serving /metrics; that endpoint's URL."""
-    address = f"127.0.0.1:{free_port()}"
-    runtime = worker_runtime(settings.model_copy(update={"worker_metrics_address": address}))
-    assert runtime is not None
+    runtime, address = metrics_runtime(settings)
     client = await Client.connect(temporal_address, runtime=runtime)
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with build_worker(client, settings, sessionmaker, runner, executor):

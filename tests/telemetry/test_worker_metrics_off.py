@@ -8,7 +8,7 @@ from temporalio.runtime import Runtime
 
 from settings import Settings
 from telemetry.worker_metrics import RunMetrics, worker_runtime
-from tests.conftest import free_port
+from tests.telemetry.metrics_runtime import metrics_runtime
 
 
 def test_no_address_no_endpoint_and_nothing_recorded() -> None:
@@ -18,6 +18,5 @@ def test_no_address_no_endpoint_and_nothing_recorded() -> None:
 
 
 def test_an_address_gives_a_runtime_whose_metrics_are_recorded() -> None:
-    runtime = worker_runtime(Settings(worker_metrics_address=f"127.0.0.1:{free_port()}"))
-    assert runtime is not None
+    runtime, _ = metrics_runtime(Settings())
     assert RunMetrics.on(runtime.metric_meter).recorded is True
