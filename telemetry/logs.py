@@ -4,7 +4,8 @@ about a deployment its `deployment_id` and `workflow_id`.
 Where the ids come from, first found wins:
 1. the record's own `extra={"deployment_id": ..., "workflow_id": ...}`;
 2. the deployment this task is working for (`deployment_context`), which the worker's
-   interceptor sets around each activity and the callback endpoint around each request;
+   interceptor sets around each activity, the callback endpoint for its request, and
+   `RequestDeploymentMiddleware` for a request whose path names a deployment;
 3. Temporal's logger adapters: `workflow.logger` and `activity.logger` attach
    `temporal_workflow` / `temporal_activity` dicts that hold the workflow id; a workflow's line
    is formatted while its task runs, so its `DeploymentId` search attribute (set when the API
@@ -41,6 +42,8 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "workflow_id",
     "temporal_workflow",
     "temporal_activity",
+    # uvicorn's copy of its message with terminal colours.
+    "color_message",
 }
 
 

@@ -69,6 +69,9 @@ def test_temporal_adapters_give_the_workflow_id_and_extras_are_kept() -> None:
     )
     workflow = as_json(record(temporal_workflow={"workflow_id": "deployment-wf"}))
     assert workflow["workflow_id"] == "deployment-wf"
+    assert "temporal_workflow" not in workflow
+    # uvicorn's coloured copy of the message is for terminals only.
+    assert "color_message" not in as_json(record(color_message="\x1b[32mStarted\x1b[0m"))
 
 
 def test_exceptions_are_one_field_and_a_terminal_gets_text() -> None:
