@@ -1,16 +1,20 @@
 """The API's Prometheus metrics and the middleware that times every request.
 
-The metrics live in prometheus_client's default registry, one per API process (with several API
-processes, Prometheus scrapes each, or sums them behind one port at the price of a partial view).
+The metrics live in prometheus_client's default registry, one per API process. Several API
+processes behind one port answer for all of them with prometheus_client's multiprocess mode:
+`PROMETHEUS_MULTIPROC_DIR` set (to an emptied directory) before the processes start, and
+`mark_process_dead(pid)` when one ends; `/metrics` then reads every process's files
+(`current_registry`), and the gauges say how their processes' values combine.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_DURATION = Histogram(
@@ -20,7 +24,11 @@ REQUEST_DURATION = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 DEPLOYMENTS = Gauge(
-    "provisio_deployments", "Deployments by status (read at each scrape).", ["status"]
+    "provisio_deployments",
+    "Deployments by status (read at each scrape).",
+    ["status"],
+    # Every process counts the same table: the latest count is the count.
+    multiprocess_mode="mostrecent",
 )
 CALLBACK_EVENTS_RECEIVED = Counter(
     "provisio_callback_events_received_total",
@@ -41,7 +49,9 @@ CALLBACK_LAG = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
 )
 EVENT_STREAMS_OPEN = Gauge(
-    "provisio_event_streams_open", "Live event streams open in this API process."
+    "provisio_event_streams_open",
+    "Live event streams open in the API's processes.",
+    multiprocess_mode="livesum",
 )
 
 # Requests no route matched are counted under one label, never their raw path (unbounded), and
@@ -49,6 +59,16 @@ EVENT_STREAMS_OPEN = Gauge(
 UNMATCHED_ROUTE = "<unmatched>"
 OTHER_METHOD = "OTHER"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def current_registry() -> CollectorRegistry:
+    """What `/metrics` serves: this process's registry, or every API process's metrics when
+    prometheus_client runs in multiprocess mode (its own variable, read once at import)."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 class RequestMetricsMiddleware:

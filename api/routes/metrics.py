@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api.deps import SessionDep
-from telemetry.api_metrics import DEPLOYMENTS
+from telemetry.api_metrics import DEPLOYMENTS, current_registry
 from vocabulary.statuses import DeploymentStatus
 
 router = APIRouter(tags=["metrics"], include_in_schema=False)
@@ -34,4 +34,4 @@ async def metrics(session: SessionDep) -> Response:
         # Every status, zeros included: a status nobody is in any more must not keep its count.
         for status in DeploymentStatus:
             DEPLOYMENTS.labels(status.value).set(counts.get(status.value, 0))
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(current_registry()), media_type=CONTENT_TYPE_LATEST)
