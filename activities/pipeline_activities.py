@@ -26,7 +26,8 @@ class PipelineActivities(PipelineSteps):
         self._host = RunHost(settings.host_task_queue() if runner.host_bound else None)
 
     @activity.defn
-    def run_host(self) -> RunHost:
+    def run_host(self, deployment_id: int) -> RunHost:
+        """This worker's host, for the deployment's runs (the id is for the activity's log)."""
         return self._host
 
     @activity.defn

@@ -69,7 +69,7 @@ class PipelineSteps:
     """Calls to the pipeline runner. Blocking libraries: sync, run on the worker's thread pool."""
 
     @activity.defn
-    def run_host(self) -> RunHost:
+    def run_host(self, deployment_id: int) -> RunHost:
         """Where this worker's runs live: the worker that takes this holds the deployment's."""
         raise NotImplementedError
 

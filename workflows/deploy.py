@@ -664,7 +664,9 @@ class DeployWorkflow:
         on how long the call may wait there untaken."""
         if self._host is None:
             # The worker that takes this is the one whose host will hold the runs.
-            self._host = await workflow.execute_activity_method(PipelineSteps.run_host, **DB_STEP)
+            self._host = await workflow.execute_activity_method(
+                PipelineSteps.run_host, self._request.deployment_id, **DB_STEP
+            )
         if self._host.task_queue is None:
             return options
         silence = timedelta(seconds=self._request.host_answer_timeout_s)
