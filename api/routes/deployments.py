@@ -88,12 +88,13 @@ async def get_deployments(
     user: CurrentUser,
     session: SessionDep,
     status: StatusFilter = None,
-    template_id: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
+    template_id: Annotated[int | None, Query(ge=1, le=INT_MAX), AsciiDigits] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=100), AsciiDigits] = 20,
     expiring_within_s: Annotated[
         int | None,
         Query(ge=0, le=MAX_LEASE_S, description="only leases ending within this many seconds"),
+        AsciiDigits,
     ] = None,
 ) -> DeploymentPage:
     rows, next_before = await list_deployments(

@@ -143,3 +143,19 @@ async def test_after_and_limit_that_are_not_ascii_digits_in_range_are_422(
             )
             assert response.status_code == 422, (path, name, value, response.text)
             assert response.json()["detail"][0]["loc"] == ["query", name]
+
+
+async def test_the_list_filters_take_ascii_digits_only(
+    http: httpx.AsyncClient, make_user: Any
+) -> None:
+    viewer = await make_user("viewer")
+    for name in ("template_id", "limit", "expiring_within_s"):
+        for value in ["٣", "１", "+1", "1_0", " 1", "1.0"]:
+            response = await http.get(
+                "/api/deployments", params={name: value}, headers=viewer.headers
+            )
+            assert response.status_code == 422, (name, value, response.text)
+            assert response.json()["detail"][0]["loc"] == ["query", name]
+        assert (
+            await http.get("/api/deployments", params={name: "1"}, headers=viewer.headers)
+        ).status_code == 200
