@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -55,16 +56,30 @@ def bound_socket() -> socket.socket:
 
 
 def start_temporal_dev_server(attempts: int = 3) -> tuple[subprocess.Popen[bytes], int]:
-    """A Temporal dev server on a free port; a port taken meanwhile by another process makes the
-    server exit, and then another port is tried."""
+    """A Temporal dev server of our own on a free port. A port taken meanwhile makes the server
+    exit; and when what took it is another dev server (another test session's), the health
+    check is answered by that one, so the listener is checked to be ours. Then another port."""
     for attempt in range(attempts):
         port = free_port()
         try:
-            return temporal.start_dev_server(db_file=None, port=port, ui_port=None), port
+            process = temporal.start_dev_server(db_file=None, port=port, ui_port=None)
         except RuntimeError:
             if attempt == attempts - 1:
                 raise
-    raise AssertionError("unreachable")
+            continue
+        if listens_on(process.pid, port):
+            return process, port
+        temporal.stop(process)
+    raise RuntimeError(f"no Temporal dev server of our own after {attempts} ports")
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` (alive) is the one listening on `port`."""
+    try:
+        connections = psutil.Process(pid).net_connections("tcp")
+    except psutil.NoSuchProcess:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections)
 
 
 @pytest.fixture(scope="session")
