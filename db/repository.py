@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     Select,
+    String,
     bindparam,
     column,
     exists,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     select,
     true,
     update,
+    values,
 )
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, insert
 from sqlalchemy.exc import IntegrityError
@@ -243,21 +246,27 @@ def _move(step: RecordStepInput) -> Any:
 
 async def record_step(session: AsyncSession, step: RecordStepInput) -> bool:
     """A step's history row, once per event key, and, only if that row is new, its status move
-    (and its disks' state). True when the row was new. One statement."""
+    (and its disks' state and sizes). True when the row was new. One statement."""
     history = _new_history(step).cte("step")
     moved = _move(step).where(exists(select(history.c.id))).cte("moved")
     stmt = select(select(history.c.id).scalar_subquery()).add_cte(moved)
-    if step.disk_state is not None:
-        disks = (
-            update(DiskAllocation)
-            .where(
-                DiskAllocation.deployment_id == step.deployment_id,
-                exists(select(moved.c.id)),
-            )
-            .values(state=step.disk_state.value, state_changed_at=func.now())
-            .cte("disks")
+    if step.disk_state is not None or step.disk_sizes:
+        # One UPDATE for both (a statement may change a row only once): the state moves every
+        # disk; given sizes, each disk takes its own from the list, matched by mount point.
+        disks = update(DiskAllocation).where(
+            DiskAllocation.deployment_id == step.deployment_id,
+            exists(select(moved.c.id)),
         )
-        stmt = stmt.add_cte(disks)
+        if step.disk_state is not None:
+            disks = disks.values(state=step.disk_state.value, state_changed_at=func.now())
+        if step.disk_sizes:
+            sizes = values(
+                column("mount_point", String), column("size_gb", Integer), name="sizes"
+            ).data([(disk.mount_point, disk.size_gb) for disk in step.disk_sizes])
+            disks = disks.where(DiskAllocation.mount_point == sizes.c.mount_point).values(
+                size_gb=sizes.c.size_gb
+            )
+        stmt = stmt.add_cte(disks.cte("disks"))
     return (await (await session.connection()).execute(stmt)).scalar() is not None
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from vocabulary.disks import DiskOverride, DiskSpec, DiskState
+from vocabulary.disks import DiskOverride, DiskResize, DiskSpec, DiskState
 from vocabulary.leases import Lease
 from vocabulary.operations import Operation
 from vocabulary.runs import RunAction, RunHost, RunRef
@@ -91,6 +91,21 @@ class OperationAccepted:
 
 
 @dataclass
+class ResizeRequest:
+    """The resize Update's input: who asks, and the disks' new sizes (grow only)."""
+
+    requested_by: str
+    disks: list[DiskResize] = field(default_factory=list)
+
+
+@dataclass
+class ResizeAccepted:
+    """The resize Update's answer: the status the deployment now has (updating)."""
+
+    status: DeploymentStatus
+
+
+@dataclass
 class LeaseRequest:
     """The lease extension Update's input: `extend_s` after the current expiry, or a new
     `expires_at`; exactly one of them."""
@@ -146,7 +161,8 @@ class RecordStepInput:
     """One status change and its history row, written in one transaction, once per event_key.
 
     The deployment's attempt and retention are written with every status it moves to; a disk
-    state, when given, moves every disk of the deployment with it."""
+    state, when given, moves every disk of the deployment with it, and disk sizes, when given,
+    become the disks' sizes."""
 
     deployment_id: int
     event_key: str
@@ -156,6 +172,8 @@ class RecordStepInput:
     attempt: int = 1
     retained_until: datetime | None = None
     disk_state: DiskState | None = None
+    # Every disk's size as the run that succeeded made it, written with the status move.
+    disk_sizes: list[DiskResize] | None = None
 
 
 @dataclass

@@ -40,3 +40,62 @@ class DiskState(enum.StrEnum):
     PLANNED = "planned"  # recorded, not built yet (or being built)
     ALLOCATED = "allocated"  # a deploy run succeeded: it exists on the host
     RELEASED = "released"  # a teardown removed it
+
+
+@dataclass
+class DiskResize:
+    """A resize's ask for one of a deployment's disks, matched by mount point: its new size."""
+
+    mount_point: str
+    size_gb: int
+
+
+def resize_errors(disks: list[DiskSpec], asked: list[DiskResize]) -> list[dict[str, Any]]:
+    """Why `asked` is no resize of `disks` (FastAPI's error shape, under `disk_allocations`):
+    each asked disk is one of the deployment's, named once, never smaller than it is (disks
+    grow, never shrink), and at least one grows. Empty when it is one."""
+    current = {disk.mount_point: disk.size_gb for disk in disks}
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def error(loc: list[str | int], msg: str, kind: str) -> None:
+        errors.append({"loc": ["body", "disk_allocations", *loc], "msg": msg, "type": kind})
+
+    for index, ask in enumerate(asked):
+        if ask.mount_point in seen:
+            error([index, "mount_point"], "duplicate mount point", "duplicate")
+            continue
+        seen.add(ask.mount_point)
+        size = current.get(ask.mount_point)
+        if size is None:
+            error([index, "mount_point"], "matches no disk of this deployment", "not_found")
+        elif ask.size_gb < size:
+            msg = (
+                f"the disk {ask.mount_point} is {size} GB; {ask.size_gb} GB would shrink it, "
+                "and disks only grow"
+            )
+            error([index, "size_gb"], msg, "shrink")
+    if not asked:
+        error([], "name at least one disk to grow", "missing")
+    elif not errors and all(current[ask.mount_point] == ask.size_gb for ask in asked):
+        error([], "no disk grows: every size asked is the disk's size now", "unchanged")
+    return errors
+
+
+def resized(disks: list[DiskSpec], asked: list[DiskResize]) -> list[DiskSpec]:
+    """`disks` with the sizes `asked` (a resize `resize_errors` accepted)."""
+    sizes = {ask.mount_point: ask.size_gb for ask in asked}
+    return [
+        dataclasses.replace(disk, size_gb=sizes.get(disk.mount_point, disk.size_gb))
+        for disk in disks
+    ]
+
+
+def describe_resize(disks: list[DiskSpec], asked: list[DiskResize]) -> str:
+    """ "/data 20→40 GB, /logs 5→10 GB": the disks that grow."""
+    current = {disk.mount_point: disk.size_gb for disk in disks}
+    return ", ".join(
+        f"{ask.mount_point} {current[ask.mount_point]}→{ask.size_gb} GB"
+        for ask in asked
+        if current.get(ask.mount_point) != ask.size_gb
+    )

@@ -56,6 +56,21 @@ def refusal(operation: Operation, status: S) -> str | None:
     return f"the deployment is {status.value.replace('_', ' ')}: {_HINTS[operation]}"
 
 
+# A change of a deployment that stands (a resize: PATCH /api/deployments/{id}) starts only from
+# `succeeded`, and runs as `updating`. Not an `Operation`: those are the POST actions.
+CHANGES_START_FROM = frozenset({S.SUCCEEDED})
+
+
+def change_refusal(status: S) -> str | None:
+    """Why a deployment in `status` cannot be changed (resized), or None when it can."""
+    if status in CHANGES_START_FROM:
+        return None
+    return (
+        f"the deployment is {status.value.replace('_', ' ')}: only a succeeded deployment can "
+        "be resized"
+    )
+
+
 # Every status a deployment may move to, and the statuses it may move there from. A step whose
 # move is not listed (a late activity, a signal after a cancel) writes its history row and leaves
 # the status alone.

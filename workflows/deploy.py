@@ -1,8 +1,8 @@
 """DeployWorkflow: the life of one deployment, from its launch until nothing of it is left.
 
 Provisioning: validate → record → disks → lease → trigger → await callback → settled status.
-Then the workflow waits for operations (Updates with validators: cancel, destroy, retry, lease
-extension), for the end of a failed deployment's retention and for its lease's warnings and
+Then the workflow waits for operations (Updates with validators: cancel, destroy, retry, resize,
+lease extension), for the end of a failed deployment's retention and for its lease's warnings and
 end, and continues as new before its history grows large. It ends only when the deployment is
 cancelled or destroyed (or refused at launch).
 
@@ -41,11 +41,19 @@ with workflow.unsafe.imports_passed_through():
         RecordRunInput,
         RecordStepInput,
         RejectDeploymentInput,
+        ResizeAccepted,
+        ResizeRequest,
         StartPipelineInput,
         ValidatedDeployment,
     )
-    from vocabulary.disks import DiskState
-    from vocabulary.errors import LEASE_REFUSED, OPERATION_REFUSED, REJECTIONS
+    from vocabulary.disks import (
+        DiskResize,
+        DiskState,
+        describe_resize,
+        resize_errors,
+        resized,
+    )
+    from vocabulary.errors import LEASE_REFUSED, OPERATION_REFUSED, REJECTIONS, RESIZE_REFUSED
     from vocabulary.leases import (
         DEFAULT_LEASE_WARNINGS_S,
         Lease,
@@ -55,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         new_expiry,
         pending_warnings,
     )
-    from vocabulary.operations import ENTERED_FROM, Operation, refusal
+    from vocabulary.operations import ENTERED_FROM, Operation, change_refusal, refusal
     from vocabulary.runs import RunAction, RunHost, RunRef, RunState, RunStatus
     from vocabulary.statuses import DeploymentStatus as S
     from workflows import search_attributes as sa
@@ -137,6 +145,8 @@ class DeployWorkflow:
                 await self._destroy()
             elif self._status in (S.PENDING, S.PROVISIONING):
                 await self._provision()
+            elif self._status == S.UPDATING:
+                await self._update()
             else:
                 await self._settled()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -192,6 +202,42 @@ class DeployWorkflow:
     @retry.validator
     def _validate_retry(self, request: OperationRequest) -> None:
         self._refuse_unless(Operation.RETRY)
+
+    @workflow.update
+    async def resize(self, request: ResizeRequest) -> ResizeAccepted:
+        self._refuse_resize(request)  # asked again: another change may have come in between
+        deployment = self._validated()
+        change = describe_resize(deployment.disks, request.disks)
+        # The deployment takes its new sizes now: the run deploys them, and so does a retry
+        # after a failed resize. The rows take them when a run made them (`_disk_sizes`).
+        self._deployment = dataclasses.replace(
+            deployment, disks=resized(deployment.disks, request.disks)
+        )
+        await self._step(
+            _key("resize-requested", self._runs + 1),
+            S.UPDATING,
+            f"Resize requested: {change} by {request.requested_by}",
+            {
+                "by": request.requested_by,
+                "disks": [dataclasses.asdict(disk) for disk in request.disks],
+            },
+        )
+        return ResizeAccepted(self._status)
+
+    @resize.validator
+    def _validate_resize(self, request: ResizeRequest) -> None:
+        self._refuse_resize(request)
+
+    def _refuse_resize(self, request: ResizeRequest) -> None:
+        """The status (409), or the sizes (422: an unknown disk, a shrink, nothing to grow).
+        The template's bounds and caps are the API's to check: the workflow holds the disks."""
+        reason = change_refusal(self._status)
+        if reason is not None:
+            raise ApplicationError(reason, type=OPERATION_REFUSED, non_retryable=True)
+        errors = resize_errors(self._validated().disks, request.disks)
+        if errors:
+            message = "; ".join(error["msg"] for error in errors)
+            raise ApplicationError(message, errors, type=RESIZE_REFUSED, non_retryable=True)
 
     @workflow.update
     async def extend_lease(self, request: LeaseRequest) -> LeaseAccepted:
@@ -324,9 +370,47 @@ class DeployWorkflow:
         status, message, details = outcome
         key = _key("result", self._runs)
         if status == S.SUCCEEDED:
-            await self._step(key, status, message, details, DiskState.ALLOCATED)
+            await self._step(
+                key, status, message, details, DiskState.ALLOCATED, disk_sizes=self._disk_sizes()
+            )
         else:
             await self._fail(key, message, details, status=status)
+
+    async def _update(self) -> None:
+        """A resize of a succeeded deployment: the deploy playbook runs again, as a new run on
+        the runs' host, with the new sizes (it grows the volume or image file, then the
+        filesystem, online); then `succeeded` with the new sizes, or `failed` with the reason."""
+        await workflow.wait_condition(workflow.all_handlers_finished)  # `updating` recorded
+        try:
+            run = await self._start_run(RunAction.DEPLOY, S.UPDATING)
+        except ActivityError as error:
+            reason = f"Resize failed: {self._run_error(error)}"
+            await self._fail(_key("result", self._runs), reason)
+            return
+        deployment = self._validated()
+        timeout = timedelta(
+            seconds=deployment.callback_timeout_s or self._request.default_callback_timeout_s
+        )
+        outcome = await self._await_outcome(run, self._runs, timeout, deploying=False)
+        assert outcome is not None  # only a deploy while provisioning is interrupted
+        status, message, details = outcome
+        key = _key("result", self._runs)
+        if status == S.SUCCEEDED:
+            sizes = ", ".join(f"{disk.mount_point} {disk.size_gb} GB" for disk in deployment.disks)
+            await self._step(
+                key,
+                status,
+                f"Resize succeeded: {sizes}",
+                details,
+                DiskState.ALLOCATED,
+                disk_sizes=self._disk_sizes(),
+            )
+        else:
+            reason = details.get("reason") or message
+            await self._fail(key, f"Resize failed: {reason}", details, status=status)
+
+    def _disk_sizes(self) -> list[DiskResize]:
+        return [DiskResize(disk.mount_point, disk.size_gb) for disk in self._validated().disks]
 
     # --- cancel, destroy, retention -----------------------------------------------------------
 
@@ -731,6 +815,7 @@ class DeployWorkflow:
         message: str,
         details: dict[str, Any],
         disk_state: DiskState | None = None,
+        disk_sizes: list[DiskResize] | None = None,
     ) -> RecordStepInput:
         """Move to `status` in memory (if that move is allowed) and describe the step."""
         if self._status in ENTERED_FROM[status]:
@@ -744,6 +829,7 @@ class DeployWorkflow:
             attempt=self._attempt,
             retained_until=self._retained_until,
             disk_state=disk_state,
+            disk_sizes=disk_sizes,
         )
 
     async def _step(
@@ -753,8 +839,10 @@ class DeployWorkflow:
         message: str,
         details: dict[str, Any],
         disk_state: DiskState | None = None,
+        *,
+        disk_sizes: list[DiskResize] | None = None,
     ) -> None:
-        step = self._make_step(key, status, message, details, disk_state)
+        step = self._make_step(key, status, message, details, disk_state, disk_sizes)
         await workflow.execute_activity_method(DeploymentSteps.record_step, step, **DB_STEP)
 
     def _set_status(self, status: S) -> None:

@@ -19,7 +19,9 @@ async def test_recorded_histories_replay() -> None:
     provisioning = {"succeeded", "failed", "timed_out", "rejected"}
     # Ended by the runner's word: a status check, a lost final callback, a trigger given up on.
     runner_endings = {"status_check_failed", "reconciled", "trigger_failed"}
-    operations = {"cancelled", "destroyed", "retried", "retention_ended", "continued_as_new"}
+    operations = {
+        "cancelled", "destroyed", "retried", "retention_ended", "continued_as_new", "resized",
+    }  # fmt: skip
     assert provisioning | runner_endings | operations <= names, names
     histories = [WorkflowHistory.from_json(f.stem, f.read_text()) for f in files]
     replayer = Replayer(workflows=[DeployWorkflow])
