@@ -135,6 +135,18 @@ class DeploymentCreate(Strict):
     disk_allocations: Annotated[list[DiskOverrideIn], Field(max_length=32)] = []
 
 
+class DiskResizeIn(Strict):
+    mount_point: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    size_gb: Annotated[int, Field(ge=1, le=MAX_DISK_GB, strict=True)]
+
+
+class DeploymentChange(Strict):
+    """PATCH /api/deployments/{id}: the new sizes of some of its disks, matched by mount point
+    (grow only, within the template's bounds and cap)."""
+
+    disk_allocations: Annotated[list[DiskResizeIn], Field(min_length=1, max_length=32)]
+
+
 class LeaseExtension(Strict):
     """`extend_s` after the current expiry, or a new `expires_at` (with its time zone): exactly
     one, and never past the template's `max_lease_s` from now."""
@@ -197,6 +209,8 @@ class DeploymentDetail(DeploymentSummary):
     allowed_operations: list[Operation]
     # Whether POST …/lease may extend the lease now (vocabulary.leases): the UI offers it then.
     lease_extendable: bool = False
+    # Whether PATCH may resize its disks now (vocabulary.operations.change_refusal).
+    resizable: bool = False
 
 
 class HistoryEntry(BaseModel):

@@ -15,9 +15,15 @@ from jsonschema import Draft202012Validator
 
 from domain.disk_rules import FILESYSTEMS, MAX_DISK_GB, MAX_TOTAL_GB, filesystem_error, size_error
 from vocabulary.contracts import ValidatedDeployment
-from vocabulary.disks import DiskOverride, DiskSpec
+from vocabulary.disks import DiskOverride, DiskResize, DiskSpec, resize_errors, resized
 
-__all__ = ["FILESYSTEMS", "MAX_DISK_GB", "DeploymentValidationError", "validate_deployment"]
+__all__ = [
+    "FILESYSTEMS",
+    "MAX_DISK_GB",
+    "DeploymentValidationError",
+    "validate_deployment",
+    "validate_resize",
+]
 
 MAX_STRING_VALUE = 1024
 DEPLOYMENT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -143,6 +149,39 @@ def _lease_settings(configuration: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _total_errors(disks: list[DiskSpec], orchestration: dict[str, Any]) -> list[FieldError]:
+    """The template's cap on a deployment's disks together (`provisio.max_total_gb`)."""
+    total = sum(disk.size_gb for disk in disks)
+    max_total = orchestration.get("max_total_gb", MAX_TOTAL_GB)
+    if total <= max_total:
+        return []
+    msg = f"the disks add up to {total} GB; this template allows {max_total} GB in all"
+    return [_error(["disk_allocations"], msg, "total")]
+
+
+def validate_resize(
+    template: TemplateSnapshot | None, disks: list[DiskSpec], asked: list[DiskResize]
+) -> list[DiskSpec]:
+    """A resize of a deployment's `disks`: grow only (vocabulary.disks.resize_errors), each size
+    within its disk's bounds (`allocation_params`, copied from the template at launch), all of
+    them within the cap of the template the deployment was made from, the same rules as at
+    launch. The disks with their new sizes, or DeploymentValidationError naming every field."""
+    errors = resize_errors(disks, asked)
+    if errors:
+        raise DeploymentValidationError(errors)
+    bounds = {disk.mount_point: disk.allocation_params for disk in disks}
+    for index, ask in enumerate(asked):
+        if problem := size_error(ask.size_gb, bounds[ask.mount_point]):
+            errors.append(_error(["disk_allocations", index, "size_gb"], problem, "range"))
+    grown = resized(disks, asked)
+    if not errors:
+        configuration = template.configuration if template is not None else {}
+        errors += _total_errors(grown, _orchestration(configuration))
+    if errors:
+        raise DeploymentValidationError(errors)
+    return grown
+
+
 def validate_deployment(
     template: TemplateSnapshot | None, request: DeploymentAsk
 ) -> ValidatedDeployment:
@@ -188,11 +227,8 @@ def validate_deployment(
                 errors.append(_error([*loc, "filesystem_type"], problem, "enum"))
             else:
                 disk.filesystem_type = override.filesystem_type
-    total = sum(disk.size_gb for disk in disks.values())
-    max_total = orchestration.get("max_total_gb", MAX_TOTAL_GB)
-    if not errors and total > max_total:
-        msg = f"the disks add up to {total} GB; this template allows {max_total} GB in all"
-        errors.append(_error(["disk_allocations"], msg, "total"))
+    if not errors:
+        errors += _total_errors(list(disks.values()), orchestration)
     if errors:
         raise DeploymentValidationError(errors)
 

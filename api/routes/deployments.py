@@ -14,8 +14,10 @@ from api.launch import launch_deployment
 from api.leases import extend_lease
 from api.numbers import BIGINT_MAX, AsciiDigits
 from api.operations import operate
+from api.resize import resize_deployment
 from api.schemas import (
     INT_MAX,
+    DeploymentChange,
     DeploymentCreate,
     DeploymentDetail,
     DeploymentId,
@@ -33,7 +35,7 @@ from db.deployment_reads import (
 from db.models import User
 from settings import Settings
 from vocabulary.leases import MAX_LEASE_S, extension_refusal
-from vocabulary.operations import Operation, allowed_operations
+from vocabulary.operations import Operation, allowed_operations, change_refusal
 from vocabulary.statuses import DeploymentStatus
 from vocabulary.users import Role
 
@@ -63,6 +65,7 @@ def _with_link(row: dict[str, Any], settings: Settings) -> DeploymentDetail:
         row.get("expires_at") is not None
         and extension_refusal(DeploymentStatus(row["status"])) is None
     )
+    row["resizable"] = change_refusal(DeploymentStatus(row["status"])) is None
     return DeploymentDetail.model_validate(row)
 
 
@@ -168,6 +171,28 @@ async def extend_deployment_lease(
     """Extend the deployment's lease: `extend_s` after its current expiry, or a new
     `expires_at`; never past the template's `max_lease_s` from now (422)."""
     row = await extend_lease(session, temporal, user, deployment_id, body, idempotency_key)
+    return _with_link(row, settings)
+
+
+@router.patch(
+    "/api/deployments/{deployment_id}",
+    status_code=202,
+    dependencies=OPERATORS,
+    responses=error_responses(422, 503),
+)
+async def change_deployment(
+    deployment_id: DeploymentId,
+    body: DeploymentChange,
+    user: CurrentUser,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> DeploymentDetail:
+    """Grow a succeeded deployment's disks (`disk_allocations`: `mount_point`, `size_gb`):
+    `updating`, then `succeeded` with the new sizes or `failed` with the reason. A shrink, a
+    size outside its disk's bounds or a total past the template's cap is a 422."""
+    row = await resize_deployment(session, temporal, user, deployment_id, body, idempotency_key)
     return _with_link(row, settings)
 
 

@@ -1,0 +1,92 @@
+"""Resizing a deployment's disks (PATCH /api/deployments/{id}): checked against the template,
+then sent to its workflow as the `resize` Update, like the operations.
+
+The API checks what needs the template (each size within its disk's bounds, the total within the
+template's cap) and grow-only against the disks it reads; the workflow, which holds the disks and
+the status, asks again in its validator: a status other than `succeeded` is a 409, a shrink a
+422, before anything reaches history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import Conflict, NotFound, TemporalUnavailable, ValidationFailed
+from api.operations import UPDATE_RPC_TIMEOUT
+from api.schemas import DeploymentChange
+from db.deployment_reads import deployment_detail
+from db.models import User
+from db.repository import load_template_snapshot
+from domain.validation import DeploymentValidationError, validate_resize
+from vocabulary.contracts import ResizeRequest
+from vocabulary.disks import DISK_FIELDS, DiskResize, DiskSpec
+from vocabulary.errors import OPERATION_REFUSED, RESIZE_REFUSED
+from vocabulary.operations import change_refusal
+from vocabulary.statuses import DeploymentStatus
+from workflows.deploy import DeployWorkflow
+
+
+def _update_id(user: User, idempotency_key: str | None) -> str | None:
+    """Temporal runs an update of a given id once: the same key resizes once."""
+    if idempotency_key is None:
+        return None
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"resize-u{user.id}-{digest}"
+
+
+async def resize_deployment(
+    session: AsyncSession,
+    temporal: Client,
+    user: User,
+    deployment_id: int,
+    body: DeploymentChange,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """Grow the deployment's disks; its detail as it now stands (`updating`)."""
+    row = await deployment_detail(session, user, deployment_id)
+    if row is None:
+        raise NotFound("deployment not found")
+    status = DeploymentStatus(row["status"])
+    if status.is_terminal:  # its workflow has ended
+        raise Conflict(change_refusal(status) or f"the deployment is {status.value}")
+    asked = [DiskResize(disk.mount_point, disk.size_gb) for disk in body.disk_allocations]
+    disks = [
+        DiskSpec(**{name: disk[name] for name in DISK_FIELDS}) for disk in row["disk_allocations"]
+    ]
+    template = await load_template_snapshot(session, row["template_id"])
+    try:
+        validate_resize(template, disks, asked)
+    except DeploymentValidationError as invalid:
+        raise ValidationFailed(invalid.errors) from None
+    handle = temporal.get_workflow_handle(row["workflow_id"])
+    try:
+        await handle.execute_update(
+            DeployWorkflow.resize,
+            ResizeRequest(requested_by=user.username, disks=asked),
+            id=_update_id(user, idempotency_key),
+            rpc_timeout=UPDATE_RPC_TIMEOUT,
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == OPERATION_REFUSED:
+            raise Conflict(cause.message) from None
+        if isinstance(cause, ApplicationError) and cause.type == RESIZE_REFUSED:
+            # The disks changed since the read above (another resize): the workflow's word.
+            raise ValidationFailed(cause.details[0] if cause.details else cause.message) from None
+        raise
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # the workflow ended meanwhile
+            raise Conflict(f"the deployment's workflow has ended: {exc.message}") from None
+        raise TemporalUnavailable(
+            f"the workflow service did not answer; retry with the same Idempotency-Key: "
+            f"{exc.message}"
+        ) from None
+    refreshed = await deployment_detail(session, user, deployment_id)
+    assert refreshed is not None
+    return refreshed
