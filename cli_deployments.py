@@ -74,7 +74,8 @@ def add_commands(commands: Any) -> None:
 
     group = commands.add_parser(
         "deployments",
-        help="list, launch, cancel, destroy, retry, extend and watch deployments (through the API)",
+        help="list, launch, cancel, destroy, retry, extend, resize and watch deployments "
+        "(through the API)",
         description="Deployments through the HTTP API, as the signed-in user. " + TOKEN_HELP,
     )
     actions = group.add_subparsers(dest="deployments_command", required=True, metavar="COMMAND")
@@ -167,6 +168,27 @@ def add_commands(commands: Any) -> None:
     )
     extend.set_defaults(client_handler=_extend)
 
+    resize = actions.add_parser(
+        "resize",
+        parents=[output],
+        help="grow a succeeded deployment's disks",
+        description="Grow disks of a succeeded deployment to new sizes in GB (disks only grow): "
+        "it is updating while its playbook runs again, then succeeded with the new sizes or "
+        "failed with the reason. The API refuses (exit 1, naming the disk) a shrink, a size "
+        "outside the template's bounds or a total past its cap, or a deployment not succeeded.",
+    )
+    resize.add_argument("id", type=_positive_int)
+    resize.add_argument(
+        "--disk",
+        action="append",
+        required=True,
+        type=_disk_size,
+        metavar="/MOUNT=SIZE",
+        help="a disk's new size in GB (repeatable): /data/pgdata=40",
+    )
+    _add_operation_options(resize)
+    resize.set_defaults(client_handler=_resize)
+
     watch = actions.add_parser(
         "watch",
         parents=[output],
@@ -243,6 +265,15 @@ def _disk(text: str) -> dict[str, Any]:
     disk: dict[str, Any] = {"mount_point": found["mount"], "size_gb": int(found["size"])}
     if found["fs"]:
         disk["filesystem_type"] = found["fs"].lower()
+    return disk
+
+
+def _disk_size(text: str) -> dict[str, Any]:
+    disk = _disk(text)
+    if "filesystem_type" in disk:
+        raise argparse.ArgumentTypeError(
+            f"a resize changes sizes only: expected /MOUNT=SIZE (in GB), got {text!r}"
+        )
     return disk
 
 
@@ -474,6 +505,21 @@ def _operate(args: argparse.Namespace, client: ApiClient) -> int:
         f"/api/deployments/{args.id}/{operation.value}", headers={"Idempotency-Key": key}
     )
     return _after_operation(args, client, detail, f"{operation.value} requested", after=after)
+
+
+def _resize(args: argparse.Namespace, client: ApiClient) -> int:
+    key = args.idempotency_key or str(uuid.uuid4())
+    after = _last_row_id(client, args.id) if args.watch else 0
+    try:
+        detail = client.request(
+            "PATCH",
+            f"/api/deployments/{args.id}",
+            json={"disk_allocations": args.disk},
+            headers={"Idempotency-Key": key},
+        )
+    except ApiError as error:
+        raise _name_disks(error, args.disk) from None
+    return _after_operation(args, client, detail, "resize requested", after=after)
 
 
 def _extend(args: argparse.Namespace, client: ApiClient) -> int:
