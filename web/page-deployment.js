@@ -8,6 +8,7 @@ import {
   time, setChildren
 } from "./dom.js";
 import { leaseControl } from "./lease-control.js";
+import { resizeControl } from "./resize-control.js";
 import { canDeploy, configurationTable, disksTable } from "./page-templates.js";
 import {
   EVENT, FAILING_EVENTS, FINAL_STATUSES, HISTORY_STATUS, HOST_STATS_KEYS, OPERATION,
@@ -229,6 +230,11 @@ export async function deploymentPage(ctx) {
     id, signal: ctx.signal, enabled: canDeploy(ctx.user), onExtended: (answer) => applyDetail(answer),
   });
 
+  const resize = resizeControl({
+    id, signal: ctx.signal, enabled: canDeploy(ctx.user),
+    onResized: (answer) => { applyDetail(answer); follower.wake(); },
+  });
+
   function renderDetail() {
     setChildren(facts, definitionList([
       ["Template", link(`/templates/${detail.template_id}`, `${detail.template_name} v${detail.template_version}`)],
@@ -251,6 +257,7 @@ export async function deploymentPage(ctx) {
       : h("p", { class: "hint" }, "Disks are allocated in the second step."));
     setChildren(configBox, configurationTable(detail.configuration));
     lease.render(detail);
+    resize.render(detail);
     renderActions();
   }
 
@@ -491,7 +498,7 @@ export async function deploymentPage(ctx) {
     stepsHeading, timelineBox,
     h("h2", {}, "Progress"), progressBox,
     teardownProgressBox,
-    h("h2", {}, "Disks"), disksBox,
+    h("h2", {}, "Disks"), disksBox, resize.element,
     h("h2", {}, "Configuration"), configBox,
     h("details", { class: "raw-history" }, h("summary", {}, "Full history"), historyBox));
 }
