@@ -18,8 +18,9 @@ DEFAULT_LEASE_WARNINGS_S = (24 * 3600, 3600)
 # The longest lease a template may set or allow (a year), and how many warnings it may ask for.
 MAX_LEASE_S = 365 * 24 * 3600
 MAX_LEASE_WARNINGS = 8
-# A lease is extended while the deployment lives on; not while it is being taken down.
-EXTENDABLE_FROM = IN_PROGRESS | SETTLED_STATUSES
+# A lease is extended while the deployment lives on (being provisioned, settled, or updating: a
+# resize runs); not while it is being taken down.
+EXTENDABLE_FROM = IN_PROGRESS | SETTLED_STATUSES | {S.UPDATING}
 
 
 def extension_refusal(status: S) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vocabulary.disks import DiskResize, DiskSpec, describe_resize, resize_errors, resized
+from vocabulary.leases import extension_refusal
 from vocabulary.operations import change_refusal
 from vocabulary.statuses import DeploymentStatus
 
@@ -51,3 +52,7 @@ def test_only_a_succeeded_deployment_is_changed() -> None:
     assert change_refusal(DeploymentStatus.TIMED_OUT) == (
         "the deployment is timed out: only a succeeded deployment can be resized"
     )
+
+
+def test_a_lease_is_extended_while_a_resize_runs() -> None:
+    assert extension_refusal(DeploymentStatus.UPDATING) is None
