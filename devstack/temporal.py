@@ -63,6 +63,10 @@ def start_dev_server(
     log_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `temporal server start-dev` and return once its frontend accepts connections."""
+    # A port already taken makes the new server exit, and when another dev server holds it,
+    # that one would answer the health check below: the stack would quietly use someone else's.
+    for busy_ip, busy_port in [(ip, port), *([(UI_IP, ui_port)] if ui_port else [])]:
+        _refuse_taken(busy_ip, busy_port)
     args = [temporal_cli(), "server", "start-dev", "--ip", ip, "--port", str(port)]
     args += ["--log-level", "warn", *cli_flags()]
     if db_file is not None:
@@ -76,6 +80,18 @@ def start_dev_server(
     wait_for_port(ip, port, 60, process)
     wait_until_serving(f"{ip}:{port}", 60, process)
     return process
+
+
+def _refuse_taken(ip: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((ip, port))
+        except OSError:
+            raise RuntimeError(
+                f"{ip}:{port} is already in use (another Temporal server?): stop it, or choose "
+                "other ports (PROVISIO_TEMPORAL_ADDRESS, PROVISIO_TEMPORAL_UI_URL)"
+            ) from None
 
 
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 10) -> None:

@@ -3,9 +3,11 @@ frontend is given another address (the CLI's UI otherwise binds wherever the fro
 
 from __future__ import annotations
 
+import socket
 import time
 
 import psutil
+import pytest
 
 from devstack import temporal
 from tests.conftest import free_port
@@ -40,3 +42,18 @@ def test_the_ui_binds_127_0_0_1_whatever_the_frontend_address() -> None:
         assert listening_addresses(ui_port) == {"127.0.0.1"}
     finally:
         temporal.stop(server)
+
+
+def test_a_port_another_server_holds_is_refused_before_starting(
+    temporal_address: str,
+) -> None:
+    """The session's server holds this port: a second start would exit while the first one
+    answered its health check, and the stack would use a server that is not its own."""
+    host, _, port = temporal_address.rpartition(":")
+    with pytest.raises(RuntimeError, match="already in use"):
+        temporal.start_dev_server(db_file=None, port=int(port), ip=host, ui_port=None)
+    held_ui = socket.socket()
+    held_ui.bind(("127.0.0.1", 0))
+    held_ui.listen()
+    with held_ui, pytest.raises(RuntimeError, match="already in use"):
+        temporal.start_dev_server(db_file=None, port=free_port(), ui_port=held_ui.getsockname()[1])
