@@ -19,8 +19,17 @@ import {
 // tab, the CLI, the end of a failed deployment's retention): the page asks again this often.
 const SETTLED_RECHECK_MS = 5000;
 
-// The statuses of a teardown in progress, and the ones a deployment can end its deploy with.
-const TEARDOWN_STATUSES = [STATUS.CANCELLING, STATUS.DESTROYING];
+// The runs after a deploy, by the status they run in: a cancel's or a destroy's teardown, or a
+// resize's deploy run; how each is worded. And the statuses a deployment can end its deploy with.
+const LATER_RUNS = {
+  [STATUS.CANCELLING]: { verb: "Cancel", triggered: "Teardown triggered", end: "Torn down",
+    heading: "Teardown", job: "Teardown job" },
+  [STATUS.DESTROYING]: { verb: "Destroy", triggered: "Teardown triggered", end: "Torn down",
+    heading: "Teardown", job: "Teardown job" },
+  [STATUS.UPDATING]: { verb: "Resize", triggered: "Pipeline triggered", end: "Resized",
+    heading: "Resize", job: "Resize job" },
+};
+const TEARDOWN_STATUSES = Object.keys(LATER_RUNS);
 const FAILED_STATUSES = [STATUS.FAILED, STATUS.TIMED_OUT, STATUS.REJECTED];
 
 // How each operation is worded. Which ones a deployment allows now is the API's answer
@@ -56,7 +65,8 @@ const isEvent = (row) => typeof row.details?.event === "string" && "counter" in 
 const attemptOf = (row) => row.attempt || 1;
 
 // The step rows of the current attempt, split into its deploy and, once one started, its latest
-// cancel or destroy (ending cancelled, destroyed, or failed when the teardown failed).
+// later run: a cancel or destroy (ending cancelled, destroyed, or failed when the teardown
+// failed), or a resize (ending succeeded, or failed).
 function phases(stepRows) {
   const attempt = Math.max(1, ...stepRows.map(attemptOf));
   const deploy = [];
@@ -132,12 +142,12 @@ function timeline({ attempt, deploy, teardown }, status) {
   const deployOver = Boolean(teardown) || FINAL_STATUSES.includes(status);
   const items = stepItems(deploySteps, deployOver);
   if (teardown) {
-    const verb = teardown.status === STATUS.CANCELLING ? "Cancel" : "Destroy";
+    const words = LATER_RUNS[teardown.status];
     items.push(...stepItems([
-      { label: `${verb} requested`, row: teardown.rows[0] },
-      { label: "Teardown triggered",
+      { label: `${words.verb} requested`, row: teardown.rows[0] },
+      { label: words.triggered,
         row: teardown.rows.find((r, i) => i > 0 && r.status === teardown.status) },
-      { label: "Torn down", row: teardown.end, result: true },
+      { label: words.end, row: teardown.end, result: true },
     ], Boolean(teardown.end)));
   }
   return h("ol", { class: "timeline" }, items);
@@ -380,7 +390,7 @@ export async function deploymentPage(ctx) {
     setChildren(links,
       externalLink(detail.temporal_url, "Workflow in Temporal UI"),
       jobId ? [" · Pipeline job ", triggered?.details?.job_id ? jobLink(triggered) : h("code", {}, jobId)] : null,
-      teardownRun ? [" · Teardown job ", jobLink(teardownRun)] : null);
+      teardownRun ? [` · ${LATER_RUNS[teardown.status].job} `, jobLink(teardownRun)] : null);
 
     // Why it failed: the row that set the status, and the run it came from.
     const fromTeardown = teardown?.end && teardown.end.status === status;
@@ -392,7 +402,7 @@ export async function deploymentPage(ctx) {
       // The failure that failed the run (as the API's reason names it): the first not ignored.
       const cause = failing.find((r) => !r.details.data?.ignore_errors)?.details;
       const title = fromTeardown
-        ? `${teardown.status === STATUS.CANCELLING ? "Cancel" : "Destroy"} failed`
+        ? `${LATER_RUNS[teardown.status].verb} failed`
         : status === STATUS.TIMED_OUT ? "Timed out" : `Deployment ${statusLabel(status)}`;
       reasonBox.hidden = false;
       setChildren(reasonBox,
@@ -418,11 +428,12 @@ export async function deploymentPage(ctx) {
       if (totals) deployView[1] = [h("h3", {}, "Per-host totals"), totals];
     }
     setChildren(progressBox, deployView);
-    setChildren(teardownProgressBox, teardown ? [h("h2", {}, "Teardown"),
+    const later = teardown ? LATER_RUNS[teardown.status].heading : null;
+    setChildren(teardownProgressBox, teardown ? [h("h2", {}, later),
       progressView(teardownEvents, unfoldedStderr, {
-        caption: "Teardown tasks and hosts",
-        emptyText: teardown.end ? "No teardown task events were reported."
-          : "Teardown task events appear here when its playbook runs.",
+        caption: `${later} tasks and hosts`,
+        emptyText: teardown.end ? `No ${later.toLowerCase()} task events were reported.`
+          : `${later} task events appear here when its playbook runs.`,
       })] : null);
 
     setChildren(historyBox, sorted.length ? h("ol", { class: "history" }, sorted.map((r) =>
