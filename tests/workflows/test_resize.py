@@ -13,10 +13,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
+from tests.conftest import wait_for
 from tests.doubles import RecordingRunnerDouble
 from tests.workflows.test_deploy_flow import create, history, save_history, wait_status
 from tests.workflows.test_lifecycle import STATS, handle_of, operate, succeeded, triggered
-from vocabulary.contracts import PipelineFinished, ResizeRequest
+from vocabulary.contracts import DeployRequest, PipelineFinished, ResizeRequest
 from vocabulary.disks import DiskResize
 from vocabulary.errors import OPERATION_REFUSED, RESIZE_REFUSED
 from vocabulary.runs import RunAction
@@ -186,3 +187,48 @@ async def test_a_refused_resize_leaves_no_trace(
     detail = (await api.get(f"/api/deployments/{done['id']}", headers=operator.headers)).json()
     assert detail["status"] == "succeeded"
     assert sizes(detail) == {"/data/pgdata": 20, "/data/pgwal": 5}
+
+
+async def test_the_new_sizes_are_carried_across_continue_as_new(
+    api: httpx.AsyncClient,
+    worker: None,
+    client: Client,
+    make_user: Any,
+    make_template: Any,
+    runner: RecordingRunnerDouble,
+    settings: Any,
+) -> None:
+    operator = await make_user("operator")
+    settings.workflow_max_history_events = 30  # the API starts runs with this bound
+    done = await succeeded(api, client, operator, await make_template())
+    handle = handle_of(client, done)
+    await handle.execute_update(
+        DeployWorkflow.resize,
+        ResizeRequest(operator.username, [DiskResize("/data/pgdata", 40)]),
+    )
+    await triggered(runner, 2)
+    await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, STATS, run=2))
+    await wait_status(api, operator, done["id"], "succeeded")
+
+    async def carried() -> bool:
+        """The latest run started from a continue-as-new after the resize: its input carries
+        the deployment with the new size."""
+        recorded = await client.get_workflow_handle(done["workflow_id"]).fetch_history()
+        started = recorded.events[0].workflow_execution_started_event_attributes
+        (request,) = await client.data_converter.decode(started.input.payloads, [DeployRequest])
+        if request.resume is None:
+            return False
+        return {d.mount_point: d.size_gb for d in request.resume.deployment.disks} == {
+            "/data/pgdata": 40,
+            "/data/pgwal": 5,
+        }
+
+    await wait_for(carried)
+    # The new run holds the new sizes: 40 is the floor of another resize, and the destroy's
+    # run is given them.
+    cause = await refusal(client, done, DiskResize("/data/pgdata", 30))
+    assert cause.type == RESIZE_REFUSED and "is 40 GB" in cause.message
+    assert (await operate(api, operator, done["id"], "destroy")).status_code == 202
+    await triggered(runner, 3)
+    assert runner.triggers[2].action == RunAction.DESTROY
+    assert run_sizes(runner, 2) == {"/data/pgdata": 40, "/data/pgwal": 5}
