@@ -407,6 +407,11 @@ def _describe(detail: dict[str, Any]) -> str:
     return f"{detail['deployment_name']} (#{detail['id']}) is {detail['status']}{attempt}"
 
 
+def _may(detail: dict[str, Any]) -> list[str]:
+    """The operations the API allows now, and resize when the deployment is resizable."""
+    return [*detail["allowed_operations"], *(["resize"] if detail.get("resizable") else [])]
+
+
 def _show(args: argparse.Namespace, client: ApiClient) -> int:
     detail = client.get(f"/api/deployments/{args.id}")
     history = _history(client, args.id) if args.history else None
@@ -431,7 +436,7 @@ def _show(args: argparse.Namespace, client: ApiClient) -> int:
     facts += [
         ("workflow", detail["workflow_id"]),
         ("temporal", detail["temporal_url"]),
-        ("you may", ", ".join(detail["allowed_operations"]) or "nothing now"),
+        ("you may", ", ".join(_may(detail)) or "nothing now"),
     ]
     print(f"{detail['deployment_name']} (#{detail['id']})")
     width = max(len(name) for name, _ in facts)

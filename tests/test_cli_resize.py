@@ -3,6 +3,7 @@ with the real worker (runner double), Temporal and PostgreSQL behind it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -31,6 +32,9 @@ async def test_resize_grows_and_names_the_disk_it_refuses(
     token = token_of(owner)
     done = await succeeded(api, client, owner, await bounded_template(api, admin))
     deployment = str(done["id"])
+    shown = await provisio("deployments", "show", deployment, token=token)
+    assert shown.code == 0, shown.err
+    assert re.search(r"^  you may +destroy, resize$", shown.out, re.M), shown.out
 
     shrink = await provisio(
         "deployments", "resize", deployment, "--disk", "/data/db=20", "--disk", "/data/wal=4",
