@@ -2,9 +2,10 @@
 then sent to its workflow as the `resize` Update, like the operations.
 
 The API checks what needs the template (each size within its disk's bounds, the total within the
-template's cap) and grow-only against the disks it reads; the workflow, which holds the disks and
-the status, asks again in its validator: a status other than `succeeded` is a 409, a shrink a
-422, before anything reaches history.
+template's cap), grow-only against the disks it reads, and, where the directory backend does not
+mount its images, that no xfs disk is to grow (xfs grows only mounted); the workflow, which
+holds the disks and the status, asks again in its validator: a status other than `succeeded` is
+a 409, a shrink a 422, before anything reaches history.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from api.schemas import DeploymentChange
 from db.deployment_reads import deployment_detail
 from db.models import User
 from db.repository import load_template_snapshot
-from domain.validation import DeploymentValidationError, validate_resize
+from domain.validation import DeploymentValidationError, unmounted_xfs_errors, validate_resize
+from settings import Settings
 from vocabulary.contracts import ResizeRequest
 from vocabulary.disks import DISK_FIELDS, DiskResize, DiskSpec
 from vocabulary.errors import OPERATION_REFUSED, RESIZE_REFUSED
@@ -43,6 +45,7 @@ def _update_id(user: User, idempotency_key: str | None) -> str | None:
 async def resize_deployment(
     session: AsyncSession,
     temporal: Client,
+    settings: Settings,
     user: User,
     deployment_id: int,
     body: DeploymentChange,
@@ -64,6 +67,9 @@ async def resize_deployment(
         validate_resize(template, disks, asked)
     except DeploymentValidationError as invalid:
         raise ValidationFailed(invalid.errors) from None
+    if settings.disk_backend == "directory" and not settings.directory_mount:
+        if errors := unmounted_xfs_errors(disks, asked):
+            raise ValidationFailed(errors)
     handle = temporal.get_workflow_handle(row["workflow_id"])
     try:
         await handle.execute_update(

@@ -182,6 +182,24 @@ def validate_resize(
     return grown
 
 
+def unmounted_xfs_errors(disks: list[DiskSpec], asked: list[DiskResize]) -> list[FieldError]:
+    """Where the directory backend does not mount its image files, an xfs disk cannot grow (xfs
+    grows only mounted; the disk role refuses it on the host too): refused before anything is
+    sent, naming the disk, rather than a run that fails and leaves the deployment failed."""
+    filesystems = {disk.mount_point: (disk.filesystem_type, disk.size_gb) for disk in disks}
+    errors = []
+    for index, ask in enumerate(asked):
+        filesystem, size = filesystems[ask.mount_point]
+        if filesystem == "xfs" and ask.size_gb > size:
+            msg = (
+                f"the xfs filesystem of {ask.mount_point} grows only while mounted, and this "
+                "service's directory backend does not mount its image files "
+                "(PROVISIO_DIRECTORY_MOUNT is false)"
+            )
+            errors.append(_error(["disk_allocations", index, "size_gb"], msg, "unsupported"))
+    return errors
+
+
 def validate_deployment(
     template: TemplateSnapshot | None, request: DeploymentAsk
 ) -> ValidatedDeployment:

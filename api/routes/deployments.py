@@ -192,7 +192,9 @@ async def change_deployment(
     """Grow a succeeded deployment's disks (`disk_allocations`: `mount_point`, `size_gb`):
     `updating`, then `succeeded` with the new sizes or `failed` with the reason. A shrink, a
     size outside its disk's bounds or a total past the template's cap is a 422."""
-    row = await resize_deployment(session, temporal, user, deployment_id, body, idempotency_key)
+    row = await resize_deployment(
+        session, temporal, settings, user, deployment_id, body, idempotency_key
+    )
     return _with_link(row, settings)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from settings import Settings
 from tests.doubles import RecordingRunnerDouble
 from tests.workflows.test_deploy_flow import create, history, wait_status
 from tests.workflows.test_lifecycle import STATS, handle_of, succeeded, triggered
@@ -171,3 +172,37 @@ async def test_a_resize_with_a_key_runs_once_and_settles_with_the_new_size(
     assert [r["message"] for r in requested] == [
         f"Resize requested: /data/db 10→30 GB by {owner.username}"
     ]
+
+
+async def test_an_xfs_disk_does_not_grow_where_images_are_not_mounted(
+    api: httpx.AsyncClient,
+    worker: None,
+    client: Client,
+    make_user: Any,
+    make_template: Any,
+    runner: RecordingRunnerDouble,
+    settings: Settings,
+) -> None:
+    """The directory backend without loop mounts cannot grow xfs (it grows only mounted): a 422
+    naming the disk, not a run that fails and leaves the deployment failed."""
+    settings.disk_backend, settings.directory_mount = "directory", False
+    owner = await make_user("operator")
+    done = await succeeded(api, client, owner, await make_template())  # /data/pgwal is xfs
+
+    refused = await patch(api, owner, done["id"], ("/data/pgdata", 30), ("/data/pgwal", 8))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"] == [
+        {
+            "loc": ["body", "disk_allocations", 1, "size_gb"],
+            "msg": "the xfs filesystem of /data/pgwal grows only while mounted, and this "
+            "service's directory backend does not mount its image files "
+            "(PROVISIO_DIRECTORY_MOUNT is false)",
+            "type": "unsupported",
+        }
+    ]
+    await unchanged(api, owner, done)
+    assert len(runner.triggers) == 1
+
+    settings.directory_mount = True  # mounted, it grows online
+    grown = await patch(api, owner, done["id"], ("/data/pgwal", 8))
+    assert grown.status_code == 202, grown.text
