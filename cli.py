@@ -83,9 +83,8 @@ def main(argv: list[str] | None = None) -> None:
         from telemetry.tracing import configure_tracing
 
         configure_tracing(settings, "provisio-api")
-        # log_config=None: uvicorn's loggers go to the root handler (JSON off a terminal).
         uvicorn.Server(
-            server_config(settings, host=settings.api_host, port=settings.api_port, log_config=None)
+            server_config(settings, host=settings.api_host, port=settings.api_port)
         ).run()
     elif args.command == "users":
         if args.password_stdin:

@@ -18,5 +18,9 @@ def server_config(settings: Settings, *, host: str, port: int, **extra: object) 
         # api/client_address.py reads the client's address, believing X-Forwarded-For only
         # from `trusted_proxies`; uvicorn's own reading would trust it from any local peer first.
         proxy_headers=False,
+        # uvicorn's loggers go to the root handler (telemetry/logs.py: JSON off a terminal)
+        # instead of the handlers uvicorn would install, which would also stop their lines
+        # from reaching the root handler.
+        log_config=None,
         **extra,  # type: ignore[arg-type]
     )

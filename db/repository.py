@@ -36,7 +36,7 @@ from vocabulary.contracts import RecordLeaseInput, RecordStepInput, ValidatedDep
 from vocabulary.disks import DISK_FIELDS, DiskSpec
 from vocabulary.operations import ENTERED_FROM
 from vocabulary.runs import RunRef
-from vocabulary.statuses import DeploymentStatus, HistoryStatus
+from vocabulary.statuses import TERMINAL_STATUSES, DeploymentStatus, HistoryStatus
 
 
 class DuplicateDeploymentName(Exception):
@@ -231,6 +231,9 @@ def _move(step: RecordStepInput) -> Any:
     The row lock of the UPDATE orders concurrent writers and its condition is re-checked on the
     locked row, so no separate SELECT ... FOR UPDATE is needed."""
     entered_from = sorted(status.value for status in ENTERED_FROM[step.status])
+    # A deployment that has ended has no lease left: cleared with the status move, so no reader
+    # sees it ended and still expiring.
+    ended = {"expires_at": None} if step.status in TERMINAL_STATUSES else {}
     return (
         update(Deployment)
         .where(Deployment.id == step.deployment_id, Deployment.status.in_(entered_from))
@@ -239,6 +242,7 @@ def _move(step: RecordStepInput) -> Any:
             attempt=step.attempt,
             retained_until=step.retained_until,
             updated_at=func.now(),
+            **ended,
         )
         .returning(Deployment.id)
     )

@@ -128,9 +128,17 @@ def json_lines() -> Iterator[io.StringIO]:
     level = root.level
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # A uvicorn served earlier in this process (log_level="warning") leaves its access logger
+    # at WARNING: as `provisio api` runs, it passes INFO lines to the root handler.
+    access = logging.getLogger("uvicorn.access")
+    access_level, access_propagate = access.level, access.propagate
+    access.setLevel(logging.NOTSET)
+    access.propagate = True
     yield stream
     root.removeHandler(handler)
     root.setLevel(level)
+    access.setLevel(access_level)
+    access.propagate = access_propagate
 
 
 async def test_an_activitys_lines_carry_its_deployment(

@@ -57,7 +57,9 @@ async def traced_live_api(
     plugin sends its events; started and stopped like `live_api`."""
     app = create_app(local_settings, tracer_provider=spans[0])
     port = api_socket.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # log_config=None, as provisio api runs: uvicorn's own logging setup would outlive this test.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [api_socket]}, daemon=True)
     thread.start()
 

@@ -53,6 +53,11 @@ async def test_a_lease_that_ends_while_no_worker_runs_is_destroyed_by_the_next(
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with build_worker(client, settings, sessionmaker, runner, executor):
             await wait_status(api, owner, created["id"], "destroying")
+
+            async def teardown_started() -> bool:  # `destroying` is recorded before the start
+                return len(runner.triggers) == 2
+
+            await wait_for(teardown_started)
             assert [t.action for t in runner.triggers] == [RunAction.DEPLOY, RunAction.DESTROY]
             await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=2))
             destroyed = await wait_status(api, owner, created["id"], "destroyed")
