@@ -385,7 +385,7 @@ class DeployWorkflow:
             run = await self._start_run(RunAction.DEPLOY, S.UPDATING)
         except ActivityError as error:
             reason = f"Resize failed: {self._run_error(error)}"
-            await self._fail(_key("result", self._runs), reason)
+            await self._fail(_key("result", self._runs), reason, retain=False)
             return
         deployment = self._validated()
         timeout = timedelta(
@@ -407,7 +407,9 @@ class DeployWorkflow:
             )
         else:
             reason = details.get("reason") or message
-            await self._fail(key, f"Resize failed: {reason}", details, status=status)
+            # It served until this resize: its data stays until someone retries or destroys
+            # it, never torn down on its own at the end of a retention period.
+            await self._fail(key, f"Resize failed: {reason}", details, status=status, retain=False)
 
     def _disk_sizes(self) -> list[DiskResize]:
         return [DiskResize(disk.mount_point, disk.size_gb) for disk in self._validated().disks]
@@ -784,8 +786,14 @@ class DeployWorkflow:
         details: dict[str, Any] | None = None,
         *,
         status: S = S.FAILED,
+        retain: bool = True,
     ) -> None:
-        """Settle as failed (or timed out), keeping what was built for the retention period."""
+        """Settle as failed (or timed out), keeping what was built for the retention period;
+        without `retain`, kept until someone retries or destroys it."""
+        if not retain:
+            self._retained_until = None
+            await self._step(key, status, message, details or {})
+            return
         template_retention = self._validated().failure_retention_s
         seconds = (
             self._request.default_failure_retention_s

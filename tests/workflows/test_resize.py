@@ -126,7 +126,8 @@ async def test_a_failed_resize_fails_with_the_reason_and_a_retry_deploys_the_new
     )
     failed = await wait_status(api, operator, done["id"], "failed")
     assert sizes(failed) == {"/data/pgdata": 20, "/data/pgwal": 5}  # no run made them
-    assert failed["retained_until"] is not None
+    # It served until the resize: kept until retried or destroyed, no retention to end it.
+    assert failed["retained_until"] is None
     assert failed["allowed_operations"] == ["destroy", "retry"]
     rows = await history(api, operator, done["id"])
     assert rows[-1]["message"] == f"Resize failed: {reason}"
