@@ -8,7 +8,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -128,23 +128,19 @@ async def test_a_run_whose_host_is_gone_fails_with_that_reason(
 ) -> None:
     alice = await make_user("operator")
     template_id = await make_template()
-    async with _host("beta", settings, sessionmaker) as beta:
-        async with _host("alpha", settings, sessionmaker) as alpha:
-            # Both hosts take work from the shared queue: launch until a run lands on alpha.
-            deployment_id = None
-            for n in range(12):
-                candidate = await _launch(api, alice, template_id, f"pg-{n}")
-                job = RecordingRunnerDouble.ref_of(candidate).job_id
+    async with AsyncExitStack() as beta_up:
+        async with AsyncExitStack() as alpha_up:
+            # alpha alone at first: the run lands there. Then beta comes, and alpha goes.
+            alpha = await alpha_up.enter_async_context(_host("alpha", settings, sessionmaker))
+            deployment_id = await _launch(api, alice, template_id, "pg-on-alpha")
+            job = RecordingRunnerDouble.ref_of(deployment_id).job_id
 
-                async def started(job: str = job) -> bool:
-                    return job in alpha.started() | beta.started()
+            async def started() -> bool:
+                return job in alpha.started()
 
-                await wait_for(started, timeout_s=30)
-                if job in alpha.started():
-                    deployment_id = candidate
-                    break
-            assert deployment_id is not None, "no run landed on alpha"
-        # alpha's worker is gone; beta still serves the shared queue.
+            await wait_for(started, timeout_s=30)
+            beta = await beta_up.enter_async_context(_host("beta", settings, sessionmaker))
+        # alpha's worker is gone; beta serves the shared queue.
 
         async def settled() -> dict[str, Any] | None:
             detail = await _status(api, alice, deployment_id)
