@@ -107,9 +107,10 @@ class DeploymentActivities(DeploymentSteps):
             await record_run(session, data.deployment_id, data.run)
 
     @activity.defn
-    async def record_step(self, data: RecordStepInput) -> None:
+    async def record_step(self, data: RecordStepInput) -> bool:
         async with self._one_statement() as session:
             await record_step(session, data)
+        return False  # webhook receivers: being built (issue 13, part 4)
 
     @activity.defn
     async def record_lease(self, data: RecordLeaseInput) -> None:

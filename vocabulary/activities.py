@@ -57,7 +57,9 @@ class DeploymentSteps:
         raise NotImplementedError
 
     @activity.defn
-    async def record_step(self, data: RecordStepInput) -> None:
+    async def record_step(self, data: RecordStepInput) -> bool:
+        """True when the step is an event (`notify`) that someone listens to: the owner has a
+        webhook URL, or the service a global one."""
         raise NotImplementedError
 
     @activity.defn

@@ -14,6 +14,7 @@ from typing import Any
 
 from vocabulary.disks import DiskOverride, DiskResize, DiskSpec, DiskState
 from vocabulary.leases import Lease
+from vocabulary.notifications import WebhookEventType
 from vocabulary.operations import Operation
 from vocabulary.runs import RunAction, RunHost, RunRef
 from vocabulary.statuses import DeploymentStatus
@@ -174,6 +175,8 @@ class RecordStepInput:
     disk_state: DiskState | None = None
     # Every disk's size as the run that succeeded made it, written with the status move.
     disk_sizes: list[DiskResize] | None = None
+    # The step is an event for the webhooks' receivers (`record_step` says whether any listen).
+    notify: WebhookEventType | None = None
 
 
 @dataclass
