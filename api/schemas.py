@@ -142,9 +142,18 @@ class DiskResizeIn(Strict):
 
 class DeploymentChange(Strict):
     """PATCH /api/deployments/{id}: the new sizes of some of its disks, matched by mount point
-    (grow only, within the template's bounds and cap)."""
+    (grow only, within the template's bounds and cap), and/or configuration values to set
+    (within the template's overrides); at least one of them."""
 
-    disk_allocations: Annotated[list[DiskResizeIn], Field(min_length=1, max_length=32)]
+    disk_allocations: Annotated[list[DiskResizeIn], Field(max_length=32)] = []
+    configuration: Annotated[dict[ConfigKey, ScalarValue], Field(max_length=64)] = {}
+
+    @model_validator(mode="after")
+    def _something(self) -> DeploymentChange:
+        if not self.disk_allocations and not self.configuration:
+            msg = "name a disk to grow (disk_allocations) or a value to set (configuration)"
+            raise ValueError(msg)
+        return self
 
 
 class LeaseExtension(Strict):

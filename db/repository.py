@@ -234,6 +234,8 @@ def _move(step: RecordStepInput) -> Any:
     # A deployment that has ended has no lease left: cleared with the status move, so no reader
     # sees it ended and still expiring.
     ended = {"expires_at": None} if step.status in TERMINAL_STATUSES else {}
+    # A run that succeeded applied this configuration (a change's new values).
+    applied = {} if step.configuration is None else {"configuration": step.configuration}
     return (
         update(Deployment)
         .where(Deployment.id == step.deployment_id, Deployment.status.in_(entered_from))
@@ -243,6 +245,7 @@ def _move(step: RecordStepInput) -> Any:
             retained_until=step.retained_until,
             updated_at=func.now(),
             **ended,
+            **applied,
         )
         .returning(Deployment.id)
     )

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from jsonschema import Draft202012Validator
 
 from domain.disk_rules import FILESYSTEMS, MAX_DISK_GB, MAX_TOTAL_GB, filesystem_error, size_error
+from vocabulary.configuration import declared_secrets
 from vocabulary.contracts import ValidatedDeployment
 from vocabulary.disks import DiskOverride, DiskResize, DiskSpec, resize_errors, resized
 
@@ -21,6 +22,7 @@ __all__ = [
     "FILESYSTEMS",
     "MAX_DISK_GB",
     "DeploymentValidationError",
+    "validate_configuration_change",
     "validate_deployment",
     "validate_resize",
 ]
@@ -182,6 +184,17 @@ def validate_resize(
     return grown
 
 
+def validate_configuration_change(template: TemplateSnapshot | None, asked: dict[str, Any]) -> None:
+    """Values a deployment of `template` may take after launch: the same rule as at launch (the
+    keys its overrides schema declares, each value valid against it; without a schema, the keys
+    of its defaults with their types). DeploymentValidationError naming every field."""
+    configuration = template.configuration if template is not None else {}
+    defaults = {k: v for k, v in configuration.items() if k != RESERVED_KEY}
+    declared = _orchestration(configuration).get("overrides")
+    if errors := _check_configuration(defaults, asked, declared):
+        raise DeploymentValidationError(errors)
+
+
 def unmounted_xfs_errors(disks: list[DiskSpec], asked: list[DiskResize]) -> list[FieldError]:
     """Where the directory backend does not mount its image files, an xfs disk cannot grow (xfs
     grows only mounted; the disk role refuses it on the host too): refused before anything is
@@ -260,4 +273,5 @@ def validate_deployment(
         callback_timeout_s=_callback_timeout(template.configuration),
         failure_retention_s=_failure_retention(template.configuration),
         **_lease_settings(template.configuration),
+        secret_keys=declared_secrets(orchestration.get("overrides")),
     )

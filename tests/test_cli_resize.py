@@ -62,7 +62,7 @@ async def test_resize_grows_and_names_the_disk_it_refuses(
     assert grow.json()["status"] == "updating"
     busy = await provisio("deployments", "resize", deployment, "--disk", "/data/db=40", token=token)
     assert busy.code == 1
-    assert "only a succeeded deployment can be resized" in busy.err
+    assert "only a succeeded deployment can be resized or reconfigured" in busy.err
 
     await triggered(runner, 2)
     await handle_of(client, done).signal(

@@ -1,5 +1,5 @@
-"""The signatures of DeployWorkflow's activities: what the workflow calls and `activities/`
-implements.
+"""The signatures of the workflows' activities (DeployWorkflow's, WebhookDeliveryWorkflow's):
+what the workflows call and `activities/` implements.
 
 The workflow calls them by reference (`workflow.execute_activity_method(DeploymentSteps.x, …)`),
 so mypy checks each argument and result and a rename cannot break a call silently, while neither
@@ -27,6 +27,7 @@ from vocabulary.contracts import (
     ValidatedDeployment,
 )
 from vocabulary.runs import RunHost, RunRef, RunStatus
+from vocabulary.webhook_deliveries import WebhookDelivery, WebhookReceiver
 
 
 class DeploymentSteps:
@@ -88,7 +89,22 @@ class PipelineSteps:
         raise NotImplementedError
 
 
-INTERFACES: tuple[type, ...] = (DeploymentSteps, PipelineSteps)
+class WebhookSteps:
+    """WebhookDeliveryWorkflow's steps: who receives an event, and one receiver's delivery."""
+
+    @activity.defn
+    async def webhook_receivers(self, deployment_id: int) -> list[WebhookReceiver]:
+        """The receivers configured now: the owner's URL, the global one."""
+        raise NotImplementedError
+
+    @activity.defn
+    async def deliver_webhook(self, delivery: WebhookDelivery) -> int:
+        """One signed POST to the receiver; its 2xx status, else an ApplicationError
+        (`WEBHOOK_UNDELIVERED` to try again, non-retryable `WEBHOOK_REFUSED` to give up)."""
+        raise NotImplementedError
+
+
+INTERFACES: tuple[type, ...] = (DeploymentSteps, PipelineSteps, WebhookSteps)
 
 
 def declared_activities(interface: type) -> list[str]:

@@ -36,6 +36,8 @@ class ValidatedDeployment:
     lease_s: int | None = None
     max_lease_s: int | None = None
     lease_warnings_s: list[int] | None = None
+    # Configuration keys the template's overrides schema marks secret (masked in history).
+    secret_keys: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -92,16 +94,18 @@ class OperationAccepted:
 
 
 @dataclass
-class ResizeRequest:
-    """The resize Update's input: who asks, and the disks' new sizes (grow only)."""
+class ChangeRequest:
+    """The change Update's input: who asks, the disks' new sizes (grow only) and the
+    configuration values to set (within the template's overrides); one or both."""
 
     requested_by: str
     disks: list[DiskResize] = field(default_factory=list)
+    configuration: JSON = field(default_factory=dict)
 
 
 @dataclass
-class ResizeAccepted:
-    """The resize Update's answer: the status the deployment now has (updating)."""
+class ChangeAccepted:
+    """The change Update's answer: the status the deployment now has (updating)."""
 
     status: DeploymentStatus
 
@@ -175,6 +179,8 @@ class RecordStepInput:
     disk_state: DiskState | None = None
     # Every disk's size as the run that succeeded made it, written with the status move.
     disk_sizes: list[DiskResize] | None = None
+    # The configuration as the run that succeeded applied it, written with the status move.
+    configuration: JSON | None = None
     # The step is an event for the webhooks' receivers (`record_step` says whether any listen).
     notify: WebhookEventType | None = None
 

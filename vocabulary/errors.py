@@ -9,5 +9,6 @@ REJECTIONS = (VALIDATION_FAILED, DUPLICATE_NAME)
 OPERATION_REFUSED = "OperationRefused"
 # A lease extension the deployment's lease does not allow (past max_lease_s; the API's 422).
 LEASE_REFUSED = "LeaseRefused"
-# A resize the deployment's disks do not allow (a shrink, an unknown disk; the API's 422).
-RESIZE_REFUSED = "ResizeRefused"
+# A change the deployment does not allow (a shrink, an unknown disk, nothing changed; the API's
+# 422).
+CHANGE_REFUSED = "ChangeRefused"

@@ -62,12 +62,13 @@ CHANGES_START_FROM = frozenset({S.SUCCEEDED})
 
 
 def change_refusal(status: S) -> str | None:
-    """Why a deployment in `status` cannot be changed (resized), or None when it can."""
+    """Why a deployment in `status` cannot be changed (resized, reconfigured), or None when it
+    can."""
     if status in CHANGES_START_FROM:
         return None
     return (
         f"the deployment is {status.value.replace('_', ' ')}: only a succeeded deployment can "
-        "be resized"
+        "be resized or reconfigured"
     )
 
 

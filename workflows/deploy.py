@@ -1,10 +1,10 @@
 """DeployWorkflow: the life of one deployment, from its launch until nothing of it is left.
 
 Provisioning: validate → record → disks → lease → trigger → await callback → settled status.
-Then the workflow waits for operations (Updates with validators: cancel, destroy, retry, resize,
-lease extension), for the end of a failed deployment's retention and for its lease's warnings and
-end, and continues as new before its history grows large. It ends only when the deployment is
-cancelled or destroyed (or refused at launch).
+Then the workflow waits for operations (Updates with validators: cancel, destroy, retry, change
+(resize, reconfigure), lease extension), for the end of a failed deployment's retention and for
+its lease's warnings and end, and continues as new before its history grows large. It ends only
+when the deployment is cancelled or destroyed (or refused at launch).
 
 Deterministic and free of I/O. Activities are called through their signatures in
 `vocabulary.activities`, so neither SQLAlchemy nor any runner library is imported into the
@@ -25,7 +25,10 @@ from temporalio.exceptions import TimeoutError as CallTimeout
 
 with workflow.unsafe.imports_passed_through():
     from vocabulary.activities import DeploymentSteps, PipelineSteps
+    from vocabulary.configuration import configuration_changes, describe_changes
     from vocabulary.contracts import (
+        ChangeAccepted,
+        ChangeRequest,
         DeploymentState,
         DeployRequest,
         DeployResult,
@@ -41,8 +44,6 @@ with workflow.unsafe.imports_passed_through():
         RecordRunInput,
         RecordStepInput,
         RejectDeploymentInput,
-        ResizeAccepted,
-        ResizeRequest,
         StartPipelineInput,
         ValidatedDeployment,
     )
@@ -53,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         resize_errors,
         resized,
     )
-    from vocabulary.errors import LEASE_REFUSED, OPERATION_REFUSED, REJECTIONS, RESIZE_REFUSED
+    from vocabulary.errors import CHANGE_REFUSED, LEASE_REFUSED, OPERATION_REFUSED, REJECTIONS
     from vocabulary.leases import (
         DEFAULT_LEASE_WARNINGS_S,
         Lease,
@@ -122,6 +123,9 @@ class DeployWorkflow:
         self._host: RunHost | None = None  # where the runs live; chosen at the first run
         self._host_silent = False  # the host left a call untaken for host_answer_timeout_s
         self._lease: Lease | None = None
+        # The change in progress, as history says it: its name, and what it made when it is done.
+        self._change = _change_name(True, False)
+        self._change_done = ""
         # Extensions record one at a time, so the stored expiry is always the latest.
         self._lease_lock = asyncio.Lock()
         if request.resume is not None:
@@ -204,40 +208,67 @@ class DeployWorkflow:
         self._refuse_unless(Operation.RETRY)
 
     @workflow.update
-    async def resize(self, request: ResizeRequest) -> ResizeAccepted:
-        self._refuse_resize(request)  # asked again: another change may have come in between
+    async def change(self, request: ChangeRequest) -> ChangeAccepted:
+        self._refuse_change(request)  # asked again: another change may have come in between
         deployment = self._validated()
-        change = describe_resize(deployment.disks, request.disks)
-        # The deployment takes its new sizes now: the run deploys them, and so does a retry
-        # after a failed resize. The rows take them when a run made them (`_disk_sizes`).
+        said: list[str] = []
+        details: dict[str, Any] = {"by": request.requested_by}
+        if request.disks:
+            said.append(describe_resize(deployment.disks, request.disks))
+            details["disks"] = [dataclasses.asdict(disk) for disk in request.disks]
+        changes = self._configuration_changes(request)
+        if changes:
+            said.append(describe_changes(changes))
+            details["configuration"] = changes
+        self._change = _change_name(bool(request.disks), bool(changes))
+        done = [f"{', '.join(c['key'] for c in changes)} set"] if changes else []
+        # The deployment takes its new sizes and values now: the run deploys them, and so does
+        # a retry after a failed change. The rows take them when a run made them (`_succeed`).
         self._deployment = dataclasses.replace(
-            deployment, disks=resized(deployment.disks, request.disks)
+            deployment,
+            disks=resized(deployment.disks, request.disks),
+            configuration={**deployment.configuration, **request.configuration},
         )
+        if request.disks:
+            sizes = self._validated().disks
+            done.insert(0, ", ".join(f"{disk.mount_point} {disk.size_gb} GB" for disk in sizes))
+        self._change_done = "; ".join(done)
         await self._step(
-            _key("resize-requested", self._runs + 1),
+            _key("change-requested", self._runs + 1),
             S.UPDATING,
-            f"Resize requested: {change} by {request.requested_by}",
-            {
-                "by": request.requested_by,
-                "disks": [dataclasses.asdict(disk) for disk in request.disks],
-            },
+            f"{self._change} requested: {'; '.join(said)} by {request.requested_by}",
+            details,
         )
-        return ResizeAccepted(self._status)
+        return ChangeAccepted(self._status)
 
-    @resize.validator
-    def _validate_resize(self, request: ResizeRequest) -> None:
-        self._refuse_resize(request)
+    @change.validator
+    def _validate_change(self, request: ChangeRequest) -> None:
+        self._refuse_change(request)
 
-    def _refuse_resize(self, request: ResizeRequest) -> None:
-        """The status (409), or the sizes (422: an unknown disk, a shrink, nothing to grow).
-        The template's bounds and caps are the API's to check: the workflow holds the disks."""
+    def _refuse_change(self, request: ChangeRequest) -> None:
+        """The status (409), or the change itself (422: an unknown disk, a shrink, nothing that
+        changes). The template's bounds, caps and overrides schema are the API's to check: the
+        workflow holds the disks and the values."""
         reason = change_refusal(self._status)
         if reason is not None:
             raise ApplicationError(reason, type=OPERATION_REFUSED, non_retryable=True)
-        errors = resize_errors(self._validated().disks, request.disks)
+        errors = resize_errors(self._validated().disks, request.disks) if request.disks else []
+        if not request.disks and not self._configuration_changes(request):
+            msg = (
+                "nothing to change: every value asked is the deployment's value now"
+                if request.configuration
+                else "name at least one disk to grow or one configuration value to set"
+            )
+            errors.append({"loc": ["body"], "msg": msg, "type": "unchanged"})
         if errors:
             message = "; ".join(error["msg"] for error in errors)
-            raise ApplicationError(message, errors, type=RESIZE_REFUSED, non_retryable=True)
+            raise ApplicationError(message, errors, type=CHANGE_REFUSED, non_retryable=True)
+
+    def _configuration_changes(self, request: ChangeRequest) -> list[dict[str, Any]]:
+        deployment = self._validated()
+        return configuration_changes(
+            deployment.configuration, request.configuration, deployment.secret_keys
+        )
 
     @workflow.update
     async def extend_lease(self, request: LeaseRequest) -> LeaseAccepted:
@@ -370,21 +401,20 @@ class DeployWorkflow:
         status, message, details = outcome
         key = _key("result", self._runs)
         if status == S.SUCCEEDED:
-            await self._step(
-                key, status, message, details, DiskState.ALLOCATED, disk_sizes=self._disk_sizes()
-            )
+            await self._succeed(key, message, details)
         else:
             await self._fail(key, message, details, status=status)
 
     async def _update(self) -> None:
-        """A resize of a succeeded deployment: the deploy playbook runs again, as a new run on
-        the runs' host, with the new sizes (it grows the volume or image file, then the
-        filesystem, online); then `succeeded` with the new sizes, or `failed` with the reason."""
+        """A change of a succeeded deployment: the deploy playbook runs again, as a new run on
+        the runs' host, with the new sizes and values (it grows the volume or image file, then
+        the filesystem, online, and applies the configuration); then `succeeded` with them, or
+        `failed` with the reason."""
         await workflow.wait_condition(workflow.all_handlers_finished)  # `updating` recorded
         try:
             run = await self._start_run(RunAction.DEPLOY, S.UPDATING)
         except ActivityError as error:
-            reason = f"Resize failed: {self._run_error(error)}"
+            reason = f"{self._change} failed: {self._run_error(error)}"
             await self._fail(_key("result", self._runs), reason, retain=False)
             return
         deployment = self._validated()
@@ -396,23 +426,27 @@ class DeployWorkflow:
         status, message, details = outcome
         key = _key("result", self._runs)
         if status == S.SUCCEEDED:
-            sizes = ", ".join(f"{disk.mount_point} {disk.size_gb} GB" for disk in deployment.disks)
-            await self._step(
-                key,
-                status,
-                f"Resize succeeded: {sizes}",
-                details,
-                DiskState.ALLOCATED,
-                disk_sizes=self._disk_sizes(),
-            )
+            await self._succeed(key, f"{self._change} succeeded: {self._change_done}", details)
         else:
             reason = details.get("reason") or message
-            # It served until this resize: its data stays until someone retries or destroys
+            # It served until this change: its data stays until someone retries or destroys
             # it, never torn down on its own at the end of a retention period.
-            await self._fail(key, f"Resize failed: {reason}", details, status=status, retain=False)
+            failed = f"{self._change} failed: {reason}"
+            await self._fail(key, failed, details, status=status, retain=False)
 
-    def _disk_sizes(self) -> list[DiskResize]:
-        return [DiskResize(disk.mount_point, disk.size_gb) for disk in self._validated().disks]
+    async def _succeed(self, key: str, message: str, details: dict[str, Any]) -> None:
+        """A deploy run succeeded: its disks allocated, with the sizes and the configuration it
+        applied (a launch, a retry, a change)."""
+        deployment = self._validated()
+        await self._step(
+            key,
+            S.SUCCEEDED,
+            message,
+            details,
+            DiskState.ALLOCATED,
+            disk_sizes=[DiskResize(disk.mount_point, disk.size_gb) for disk in deployment.disks],
+            configuration=deployment.configuration,
+        )
 
     # --- cancel, destroy, retention -----------------------------------------------------------
 
@@ -824,6 +858,7 @@ class DeployWorkflow:
         details: dict[str, Any],
         disk_state: DiskState | None = None,
         disk_sizes: list[DiskResize] | None = None,
+        configuration: dict[str, Any] | None = None,
     ) -> RecordStepInput:
         """Move to `status` in memory (if that move is allowed) and describe the step."""
         if self._status in ENTERED_FROM[status]:
@@ -838,6 +873,7 @@ class DeployWorkflow:
             retained_until=self._retained_until,
             disk_state=disk_state,
             disk_sizes=disk_sizes,
+            configuration=configuration,
         )
 
     async def _step(
@@ -849,8 +885,9 @@ class DeployWorkflow:
         disk_state: DiskState | None = None,
         *,
         disk_sizes: list[DiskResize] | None = None,
+        configuration: dict[str, Any] | None = None,
     ) -> None:
-        step = self._make_step(key, status, message, details, disk_state, disk_sizes)
+        step = self._make_step(key, status, message, details, disk_state, disk_sizes, configuration)
         await workflow.execute_activity_method(DeploymentSteps.record_step, step, **DB_STEP)
 
     def _set_status(self, status: S) -> None:
@@ -860,6 +897,12 @@ class DeployWorkflow:
     def _validated(self) -> ValidatedDeployment:
         assert self._deployment is not None, "validated before anything runs"
         return self._deployment
+
+
+def _change_name(resize: bool, reconfigure: bool) -> str:
+    if resize and reconfigure:
+        return "Resize and configuration change"
+    return "Resize" if resize else "Configuration change"
 
 
 def _outcome_of(finished: PipelineFinished) -> Outcome:

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.changes import change_deployment as send_change
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import NotFound
@@ -14,7 +15,6 @@ from api.launch import launch_deployment
 from api.leases import extend_lease
 from api.numbers import BIGINT_MAX, AsciiDigits
 from api.operations import operate
-from api.resize import resize_deployment
 from api.schemas import (
     INT_MAX,
     DeploymentChange,
@@ -189,12 +189,12 @@ async def change_deployment(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> DeploymentDetail:
-    """Grow a succeeded deployment's disks (`disk_allocations`: `mount_point`, `size_gb`):
-    `updating`, then `succeeded` with the new sizes or `failed` with the reason. A shrink, a
-    size outside its disk's bounds or a total past the template's cap is a 422."""
-    row = await resize_deployment(
-        session, temporal, settings, user, deployment_id, body, idempotency_key
-    )
+    """Change a succeeded deployment: grow its disks (`disk_allocations`: `mount_point`,
+    `size_gb`) and/or set configuration values (`configuration`), in one run: `updating`, then
+    `succeeded` with the new sizes and values or `failed` with the reason. A shrink, a size
+    outside its disk's bounds, a total past the template's cap, a value its template's overrides
+    do not allow or a change that changes nothing is a 422."""
+    row = await send_change(session, temporal, settings, user, deployment_id, body, idempotency_key)
     return _with_link(row, settings)
 
 

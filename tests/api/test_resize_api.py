@@ -137,7 +137,8 @@ async def test_a_deployment_not_succeeded_is_refused_409(
     refused = await patch(api, owner, created["id"], ("/data/pgdata", 40))
     assert refused.status_code == 409, refused.text
     assert refused.json() == {
-        "detail": "the deployment is queued: only a succeeded deployment can be resized"
+        "detail": "the deployment is queued: only a succeeded deployment can be resized or "
+        "reconfigured"
     }
 
 

@@ -50,7 +50,7 @@ def test_only_a_succeeded_deployment_is_changed() -> None:
         if status != DeploymentStatus.SUCCEEDED:
             assert change_refusal(status) is not None, status
     assert change_refusal(DeploymentStatus.TIMED_OUT) == (
-        "the deployment is timed out: only a succeeded deployment can be resized"
+        "the deployment is timed out: only a succeeded deployment can be resized or reconfigured"
     )
 
 

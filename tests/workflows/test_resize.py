@@ -17,9 +17,9 @@ from tests.conftest import wait_for
 from tests.doubles import RecordingRunnerDouble
 from tests.workflows.test_deploy_flow import create, history, save_history, wait_status
 from tests.workflows.test_lifecycle import STATS, handle_of, operate, succeeded, triggered
-from vocabulary.contracts import DeployRequest, PipelineFinished, ResizeRequest
+from vocabulary.contracts import ChangeRequest, DeployRequest, PipelineFinished
 from vocabulary.disks import DiskResize
-from vocabulary.errors import OPERATION_REFUSED, RESIZE_REFUSED
+from vocabulary.errors import CHANGE_REFUSED, OPERATION_REFUSED
 from vocabulary.runs import RunAction
 from workflows.deploy import DeployWorkflow
 
@@ -36,7 +36,7 @@ def run_sizes(runner: RecordingRunnerDouble, index: int) -> dict[str, int]:
 async def refusal(client: Client, created: dict[str, Any], *disks: DiskResize) -> ApplicationError:
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle_of(client, created).execute_update(
-            DeployWorkflow.resize, ResizeRequest("operator", list(disks))
+            DeployWorkflow.change, ChangeRequest("operator", list(disks))
         )
     cause = refused.value.cause
     assert isinstance(cause, ApplicationError)
@@ -57,14 +57,14 @@ async def test_a_resize_grows_the_disks_with_a_new_run_and_settles_succeeded(
     handle = handle_of(client, done)
 
     accepted = await handle.execute_update(
-        DeployWorkflow.resize,
-        ResizeRequest(operator.username, [DiskResize("/data/pgdata", 40)]),
+        DeployWorkflow.change,
+        ChangeRequest(operator.username, [DiskResize("/data/pgdata", 40)]),
         id="resize-1",
     )
     assert accepted.status == "updating"
     again = await handle.execute_update(
-        DeployWorkflow.resize,
-        ResizeRequest(operator.username, [DiskResize("/data/pgdata", 40)]),
+        DeployWorkflow.change,
+        ChangeRequest(operator.username, [DiskResize("/data/pgdata", 40)]),
         id="resize-1",
     )
     assert again.status == "updating"  # the same update id: one resize
@@ -90,7 +90,7 @@ async def test_a_resize_grows_the_disks_with_a_new_run_and_settles_succeeded(
     ]
     # And again, from the new sizes: 40 is now the floor.
     cause = await refusal(client, grown, DiskResize("/data/pgdata", 30))
-    assert cause.type == RESIZE_REFUSED
+    assert cause.type == CHANGE_REFUSED
     assert cause.details[0] == [
         {
             "loc": ["body", "disk_allocations", 0, "size_gb"],
@@ -113,8 +113,8 @@ async def test_a_failed_resize_fails_with_the_reason_and_a_retry_deploys_the_new
     done = await succeeded(api, client, operator, await make_template())
     handle = handle_of(client, done)
     await handle.execute_update(
-        DeployWorkflow.resize,
-        ResizeRequest(
+        DeployWorkflow.change,
+        ChangeRequest(
             operator.username, [DiskResize("/data/pgwal", 8), DiskResize("/data/pgdata", 20)]
         ),
     )
@@ -136,7 +136,9 @@ async def test_a_failed_resize_fails_with_the_reason_and_a_retry_deploys_the_new
     # Not from failed: a resize starts only from succeeded.
     cause = await refusal(client, done, DiskResize("/data/pgwal", 9))
     assert cause.type == OPERATION_REFUSED
-    assert cause.message == ("the deployment is failed: only a succeeded deployment can be resized")
+    assert cause.message == (
+        "the deployment is failed: only a succeeded deployment can be resized or reconfigured"
+    )
 
     assert (await operate(api, operator, done["id"], "retry")).status_code == 202
     await triggered(runner, 3)
@@ -160,7 +162,10 @@ async def test_a_refused_resize_leaves_no_trace(
     await wait_status(api, operator, created["id"], "queued")
     queued = await refusal(client, created, DiskResize("/data/pgdata", 40))
     assert queued.type == OPERATION_REFUSED
-    assert queued.message == "the deployment is queued: only a succeeded deployment can be resized"
+    assert (
+        queued.message
+        == "the deployment is queued: only a succeeded deployment can be resized or reconfigured"
+    )
 
     await handle_of(client, created).signal(
         DeployWorkflow.pipeline_finished, PipelineFinished(True, STATS, run=1)
@@ -169,7 +174,7 @@ async def test_a_refused_resize_leaves_no_trace(
     shrink = await refusal(
         client, done, DiskResize("/data/pgdata", 40), DiskResize("/data/pgwal", 4)
     )
-    assert shrink.type == RESIZE_REFUSED
+    assert shrink.type == CHANGE_REFUSED
     assert [e["loc"] for e in shrink.details[0]] == [["body", "disk_allocations", 1, "size_gb"]]
     assert "/data/pgwal" in shrink.message
     unknown = await refusal(client, done, DiskResize("/data/other", 40))
@@ -204,8 +209,8 @@ async def test_the_new_sizes_are_carried_across_continue_as_new(
     done = await succeeded(api, client, operator, await make_template())
     handle = handle_of(client, done)
     await handle.execute_update(
-        DeployWorkflow.resize,
-        ResizeRequest(operator.username, [DiskResize("/data/pgdata", 40)]),
+        DeployWorkflow.change,
+        ChangeRequest(operator.username, [DiskResize("/data/pgdata", 40)]),
     )
     await triggered(runner, 2)
     await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, STATS, run=2))
@@ -228,7 +233,7 @@ async def test_the_new_sizes_are_carried_across_continue_as_new(
     # The new run holds the new sizes: 40 is the floor of another resize, and the destroy's
     # run is given them.
     cause = await refusal(client, done, DiskResize("/data/pgdata", 30))
-    assert cause.type == RESIZE_REFUSED and "is 40 GB" in cause.message
+    assert cause.type == CHANGE_REFUSED and "is 40 GB" in cause.message
     assert (await operate(api, operator, done["id"], "destroy")).status_code == 202
     await triggered(runner, 3)
     assert runner.triggers[2].action == RunAction.DESTROY

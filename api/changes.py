@@ -1,11 +1,13 @@
-"""Resizing a deployment's disks (PATCH /api/deployments/{id}): checked against the template,
-then sent to its workflow as the `resize` Update, like the operations.
+"""Changing a deployment (PATCH /api/deployments/{id}): growing its disks, setting its
+configuration, or both at once; checked against its template, then sent to its workflow as the
+`change` Update, like the operations, so one PATCH is one run of the playbook.
 
 The API checks what needs the template (each size within its disk's bounds, the total within the
-template's cap), grow-only against the disks it reads, and, where the directory backend does not
-mount its images, that no xfs disk is to grow (xfs grows only mounted); the workflow, which
-holds the disks and the status, asks again in its validator: a status other than `succeeded` is
-a 409, a shrink a 422, before anything reaches history.
+template's cap, each value within its overrides schema), grow-only against the disks it reads,
+and, where the directory backend does not mount its images, that no xfs disk is to grow (xfs
+grows only mounted); the workflow, which holds the disks, the values and the status, asks again
+in its validator: a status other than `succeeded` is a 409, a shrink or a change that changes
+nothing a 422, before anything reaches history.
 """
 
 from __future__ import annotations
@@ -24,25 +26,30 @@ from api.schemas import DeploymentChange
 from db.deployment_reads import deployment_detail
 from db.models import User
 from db.repository import load_template_snapshot
-from domain.validation import DeploymentValidationError, unmounted_xfs_errors, validate_resize
+from domain.validation import (
+    DeploymentValidationError,
+    unmounted_xfs_errors,
+    validate_configuration_change,
+    validate_resize,
+)
 from settings import Settings
-from vocabulary.contracts import ResizeRequest
+from vocabulary.contracts import ChangeRequest
 from vocabulary.disks import DISK_FIELDS, DiskResize, DiskSpec
-from vocabulary.errors import OPERATION_REFUSED, RESIZE_REFUSED
+from vocabulary.errors import CHANGE_REFUSED, OPERATION_REFUSED
 from vocabulary.operations import change_refusal
 from vocabulary.statuses import DeploymentStatus
 from workflows.deploy import DeployWorkflow
 
 
 def _update_id(user: User, idempotency_key: str | None) -> str | None:
-    """Temporal runs an update of a given id once: the same key resizes once."""
+    """Temporal runs an update of a given id once: the same key changes once."""
     if idempotency_key is None:
         return None
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
-    return f"resize-u{user.id}-{digest}"
+    return f"change-u{user.id}-{digest}"
 
 
-async def resize_deployment(
+async def change_deployment(
     session: AsyncSession,
     temporal: Client,
     settings: Settings,
@@ -51,7 +58,8 @@ async def resize_deployment(
     body: DeploymentChange,
     idempotency_key: str | None,
 ) -> dict[str, Any]:
-    """Grow the deployment's disks; its detail as it now stands (`updating`)."""
+    """Grow the deployment's disks and set its values; its detail as it now stands
+    (`updating`)."""
     row = await deployment_detail(session, user, deployment_id)
     if row is None:
         raise NotFound("deployment not found")
@@ -63,18 +71,25 @@ async def resize_deployment(
         DiskSpec(**{name: disk[name] for name in DISK_FIELDS}) for disk in row["disk_allocations"]
     ]
     template = await load_template_snapshot(session, row["template_id"])
+    errors = []
     try:
-        validate_resize(template, disks, asked)
+        if asked:
+            validate_resize(template, disks, asked)
     except DeploymentValidationError as invalid:
-        raise ValidationFailed(invalid.errors) from None
-    if settings.disk_backend == "directory" and not settings.directory_mount:
-        if errors := unmounted_xfs_errors(disks, asked):
-            raise ValidationFailed(errors)
+        errors += invalid.errors
+    try:
+        validate_configuration_change(template, body.configuration)
+    except DeploymentValidationError as invalid:
+        errors += invalid.errors
+    if settings.disk_backend == "directory" and not settings.directory_mount and not errors:
+        errors += unmounted_xfs_errors(disks, asked)
+    if errors:
+        raise ValidationFailed(errors)
     handle = temporal.get_workflow_handle(row["workflow_id"])
     try:
         await handle.execute_update(
-            DeployWorkflow.resize,
-            ResizeRequest(requested_by=user.username, disks=asked),
+            DeployWorkflow.change,
+            ChangeRequest(user.username, asked, dict(body.configuration)),
             id=_update_id(user, idempotency_key),
             rpc_timeout=UPDATE_RPC_TIMEOUT,
         )
@@ -82,8 +97,8 @@ async def resize_deployment(
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type == OPERATION_REFUSED:
             raise Conflict(cause.message) from None
-        if isinstance(cause, ApplicationError) and cause.type == RESIZE_REFUSED:
-            # The disks changed since the read above (another resize): the workflow's word.
+        if isinstance(cause, ApplicationError) and cause.type == CHANGE_REFUSED:
+            # Nothing changes, or the disks changed since the read above: the workflow's word.
             raise ValidationFailed(cause.details[0] if cause.details else cause.message) from None
         raise
     except RPCError as exc:
