@@ -86,6 +86,16 @@ class Settings(BaseSettings):
     # counts as lost with its host (the deployment then fails with that reason).
     host_answer_timeout_s: int = 300
 
+    # Outgoing webhooks (workflows/webhook_delivery.py): a receiver of every deployment's events,
+    # besides each user's own (PATCH /api/users/me); empty: none. Its secret signs what it gets:
+    # at least 32 characters, required with a URL (the worker refuses to start without it).
+    webhook_url: str = ""
+    webhook_secret: str = Field(default="", repr=False)
+    # Receivers are refused when their address is not a public one (loopback, private, link-local,
+    # unspecified, ...): checked when a URL is set and again after DNS at each delivery, so a
+    # user's URL cannot make the worker call the internal network. The dev stack turns it on.
+    webhook_allow_private: bool = False
+
     # Which pipeline runner the worker uses: "local" (ansible-runner on the worker's host, the
     # embedded default), "jenkins", or "manual" (an external system sends the callback).
     pipeline_runner: str = "local"

@@ -1,4 +1,5 @@
-"""The Temporal worker: DeployWorkflow and every activity. Run as many as you like.
+"""The Temporal worker: DeployWorkflow, WebhookDeliveryWorkflow and every activity. Run as many
+as you like.
 
 Each worker polls two task queues: the shared one (workflows and every activity) and its host's
 own, `<queue>@<host>` (the runner's calls only). A run of a host-bound runner (the local runner:
@@ -18,8 +19,10 @@ from temporalio.worker import Worker
 
 from activities.deployment_activities import DeploymentActivities
 from activities.pipeline_activities import PipelineActivities
+from activities.webhook_activities import WebhookActivities
 from db.session import SessionMaker, create_engine, create_sessionmaker
 from domain.callback_tokens import check_callback_secret
+from domain.webhook_urls import check_webhook_settings
 from pipeline.factory import make_runner
 from pipeline.runner import PipelineRunner
 from settings import Settings, get_settings
@@ -29,6 +32,7 @@ from telemetry.worker_interceptor import ActivityTelemetryInterceptor
 from telemetry.worker_metrics import RunMetrics, deployment_age_reader, worker_runtime
 from vocabulary.activities import activity_methods
 from workflows.deploy import DeployWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 log = logging.getLogger("provisio.worker")
 
@@ -61,8 +65,11 @@ def build_worker(
     deployments: DeploymentActivities | None = None,
     pipelines: PipelineActivities | None = None,
 ) -> ProvisioWorker:
-    deployments = deployments or DeploymentActivities(sessionmaker)
+    deployments = deployments or DeploymentActivities(
+        sessionmaker, global_webhook=bool(settings.webhook_url)
+    )
     pipelines = pipelines or PipelineActivities(runner, settings)
+    webhooks = WebhookActivities(sessionmaker, settings)
     # Tracing comes with the client (its interceptors apply to its workers); this one is ours.
     interceptors = [
         ActivityTelemetryInterceptor(RunMetrics.of(client), deployment_age_reader(sessionmaker))
@@ -70,8 +77,8 @@ def build_worker(
     shared = Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[DeployWorkflow],
-        activities=activity_methods(deployments, pipelines),
+        workflows=[DeployWorkflow, WebhookDeliveryWorkflow],
+        activities=activity_methods(deployments, pipelines, webhooks),
         # Runner calls block (python-jenkins, ansible-runner): they run on this pool.
         activity_executor=executor,
         interceptors=interceptors,
@@ -90,6 +97,10 @@ async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     # Every run's callback token is made with it: refuse to start rather than fail each run.
     check_callback_secret(settings.callback_secret)
+    # Likewise every event for the global receiver would be signed with its secret.
+    check_webhook_settings(
+        settings.webhook_url, settings.webhook_secret, allow_private=settings.webhook_allow_private
+    )
     client = await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,

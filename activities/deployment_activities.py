@@ -15,6 +15,7 @@ from db.repository import (
     record_step,
 )
 from db.session import SessionMaker, create_autocommit_sessionmaker
+from db.webhook_reads import owner_has_webhook
 from domain.validation import DeploymentValidationError, validate_deployment
 from vocabulary.activities import DeploymentSteps
 from vocabulary.contracts import (
@@ -32,8 +33,10 @@ from vocabulary.statuses import DeploymentStatus as S
 
 
 class DeploymentActivities(DeploymentSteps):
-    def __init__(self, sessionmaker: SessionMaker) -> None:
+    def __init__(self, sessionmaker: SessionMaker, *, global_webhook: bool = False) -> None:
         self._sessionmaker = sessionmaker
+        # PROVISIO_WEBHOOK_URL is set: every deployment's events have a receiver.
+        self._global_webhook = global_webhook
         # For steps of one statement: it commits by itself, so BEGIN and COMMIT are saved.
         self._one_statement = create_autocommit_sessionmaker(sessionmaker.kw["bind"])
 
@@ -110,7 +113,10 @@ class DeploymentActivities(DeploymentSteps):
     async def record_step(self, data: RecordStepInput) -> bool:
         async with self._one_statement() as session:
             await record_step(session, data)
-        return False  # webhook receivers: being built (issue 13, part 4)
+            # Only an event asks who listens, and only the owner's URL needs the database.
+            if data.notify is None:
+                return False
+            return self._global_webhook or await owner_has_webhook(session, data.deployment_id)
 
     @activity.defn
     async def record_lease(self, data: RecordLeaseInput) -> None:

@@ -40,7 +40,12 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="users_role_valid"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("role", ROLES), name="users_role_valid"),
+        CheckConstraint(
+            "(webhook_url IS NULL) = (webhook_secret IS NULL)", name="users_webhook_signed"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -49,6 +54,10 @@ class User(Base):
     # Addition: a disabled user's tokens stop working at once.
     is_active: Mapped[bool] = mapped_column(Boolean, server_default="true")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Addition: where this user's deployments' events are POSTed, signed with the secret (the
+    # secret is shown once, when made; it must be readable to sign, so it is not hashed).
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_secret: Mapped[str | None] = mapped_column(Text)
 
 
 class Template(Base):

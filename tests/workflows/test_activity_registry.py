@@ -1,4 +1,4 @@
-"""The worker registers exactly the activities the workflow calls, from one list."""
+"""The worker registers exactly the activities the workflows call, from one list."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from activities.deployment_activities import DeploymentActivities
 from activities.pipeline_activities import PipelineActivities
+from activities.webhook_activities import WebhookActivities
 from db.session import SessionMaker
 from pipeline.manual_runner import ManualRunner
 from settings import Settings
@@ -19,13 +20,18 @@ from vocabulary.activities import INTERFACES, PipelineSteps, activity_methods, d
 from vocabulary.contracts import StartPipelineInput
 from vocabulary.runs import RunRef
 from worker import build_worker
-from workflows import deploy
+from workflows import deploy, webhook_delivery
 
 
-def _called_by_workflow() -> set[str]:
-    """`Interface.name` of every execute_activity_method call in the workflow module."""
+def _called_by_workflows() -> set[str]:
+    """`Interface.name` of every execute_activity_method call in the workflow modules."""
     called = set()
-    for node in ast.walk(ast.parse(inspect.getsource(deploy))):
+    nodes = [
+        node
+        for module in (deploy, webhook_delivery)
+        for node in ast.walk(ast.parse(inspect.getsource(module)))
+    ]
+    for node in nodes:
         if isinstance(node, ast.Call) and getattr(node.func, "attr", "").startswith("execute_"):
             assert getattr(node.func, "attr", "") == "execute_activity_method", ast.unparse(node)
             target = node.args[0]
@@ -34,9 +40,9 @@ def _called_by_workflow() -> set[str]:
     return called
 
 
-def test_the_workflow_calls_every_declared_activity_and_nothing_else() -> None:
+def test_the_workflows_call_every_declared_activity_and_nothing_else() -> None:
     declared = {f"{i.__name__}.{name}" for i in INTERFACES for name in declared_activities(i)}
-    assert _called_by_workflow() == declared
+    assert _called_by_workflows() == declared
 
 
 async def test_the_worker_registers_every_declared_activity_once(
@@ -44,7 +50,8 @@ async def test_the_worker_registers_every_declared_activity_once(
 ) -> None:
     deployments = DeploymentActivities(sessionmaker)
     pipelines = PipelineActivities(ManualRunner(), Settings())
-    methods = activity_methods(deployments, pipelines)
+    webhooks = WebhookActivities(sessionmaker, Settings())
+    methods = activity_methods(deployments, pipelines, webhooks)
     names = [activity._Definition.must_from_callable(method).name for method in methods]
     assert names == [name for i in INTERFACES for name in declared_activities(i)]
     assert len(set(names)) == len(names)
