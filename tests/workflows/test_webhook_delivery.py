@@ -1,0 +1,254 @@
+"""WebhookDeliveryWorkflow on the real Temporal server, with receivers over real HTTP: signed
+bodies, retries that keep the event's id, receivers given up, and addresses refused."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+
+from db.models import Deployment, User
+from db.session import SessionMaker
+from domain.webhook_signing import (
+    EVENT_HEADER,
+    EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    verify,
+)
+from settings import Settings
+from tests.doubles import RecordingRunnerDouble
+from tests.webhook_receiver import webhook_receiver
+from vocabulary.notifications import (
+    WebhookEvent,
+    WebhookEventType,
+    webhook_event_id,
+    webhook_workflow_id,
+)
+from vocabulary.webhook_deliveries import WebhookDeliveryResult, WebhookReceiver
+from worker import build_worker
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
+
+OWNER_SECRET = "owner-webhook-secret-" + "o" * 32
+GLOBAL_SECRET = "global-webhook-secret-" + "g" * 32
+OWNER, GLOBAL = WebhookReceiver.OWNER, WebhookReceiver.GLOBAL
+
+
+@pytest.fixture
+async def deployment_id(sessionmaker: SessionMaker, make_user: Any, make_template: Any) -> int:
+    owner = await make_user("operator")
+    template_id = await make_template()
+    async with sessionmaker.begin() as session:
+        row = Deployment(
+            user_id=owner.id,
+            template_id=template_id,
+            deployment_name="pg-hooked",
+            workflow_id=f"deploy-{uuid.uuid4()}",
+        )
+        session.add(row)
+        await session.flush()
+        return row.id
+
+
+async def set_owner_webhook(
+    sessionmaker: SessionMaker, deployment_id: int, url: str, secret: str
+) -> None:
+    owner = select(Deployment.user_id).where(Deployment.id == deployment_id).scalar_subquery()
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            update(User).where(User.id == owner).values(webhook_url=url, webhook_secret=secret)
+        )
+
+
+@asynccontextmanager
+async def delivering_worker(
+    client: Client, settings: Settings, sessionmaker: SessionMaker, **webhooks: Any
+) -> AsyncIterator[Settings]:
+    """A worker whose settings have these webhook settings (receivers on 127.0.0.1 need
+    webhook_allow_private unless a test says otherwise)."""
+    served = settings.model_copy(update={"webhook_allow_private": True, **webhooks})
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        async with build_worker(client, served, sessionmaker, RecordingRunnerDouble(), executor):
+            yield served
+
+
+def status_event(deployment_id: int, key: str = "result") -> WebhookEvent:
+    return WebhookEvent(
+        event_id=webhook_event_id(deployment_id, key),
+        event_type=WebhookEventType.STATUS_CHANGED,
+        deployment_id=deployment_id,
+        occurred_at=datetime(2026, 12, 2, 4, 30, tzinfo=UTC),
+        data={"status": "succeeded", "message": "Deployment succeeded"},
+    )
+
+
+async def deliver(client: Client, settings: Settings, event: WebhookEvent) -> WebhookDeliveryResult:
+    return await client.execute_workflow(
+        WebhookDeliveryWorkflow.run,
+        event,
+        id=webhook_workflow_id(event.event_id) + f"-{uuid.uuid4().hex[:6]}",
+        task_queue=settings.temporal_task_queue,
+    )
+
+
+async def activities_scheduled(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    names = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            names.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+    return names
+
+
+async def test_a_signed_event_reaches_the_owner_and_a_tampered_body_fails_the_check(
+    client: Client, settings: Settings, sessionmaker: SessionMaker, deployment_id: int
+) -> None:
+    async with (
+        webhook_receiver(OWNER_SECRET) as receiver,
+        delivering_worker(client, settings, sessionmaker),
+    ):
+        await set_owner_webhook(sessionmaker, deployment_id, receiver.url, OWNER_SECRET)
+        event = status_event(deployment_id)
+        result = await deliver(client, settings, event)
+
+    assert result == WebhookDeliveryResult(delivered=[OWNER], given_up=[])
+    [request] = receiver.requests
+    assert request.method == "POST" and request.path == "/hooks/provisio" and request.signed
+    assert request.headers[EVENT_HEADER.lower()] == "deployment.status_changed"
+    assert request.headers[EVENT_ID_HEADER.lower()] == f"{deployment_id}:result"
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.body) == {
+        "id": f"{deployment_id}:result",
+        "type": "deployment.status_changed",
+        "occurred_at": "2026-12-02T04:30:00+00:00",
+        "deployment_id": deployment_id,
+        "data": {"status": "succeeded", "message": "Deployment succeeded"},
+    }
+    timestamp = request.headers[TIMESTAMP_HEADER.lower()]
+    signature = request.headers[SIGNATURE_HEADER.lower()]
+    assert signature.startswith("sha256=")
+    now = time.time()
+    assert verify(OWNER_SECRET, timestamp, signature, request.body, now)
+    tampered = request.body.replace(b"succeeded", b"failed", 1)
+    assert not verify(OWNER_SECRET, timestamp, signature, tampered, now)
+    assert not verify("another-secret-" + "x" * 32, timestamp, signature, request.body, now)
+    # A replay after the allowed skew is refused as well.
+    assert not verify(OWNER_SECRET, timestamp, signature, request.body, now + 301)
+
+
+async def test_a_receiver_with_another_secret_refuses_it_and_it_is_given_up(
+    client: Client, settings: Settings, sessionmaker: SessionMaker, deployment_id: int
+) -> None:
+    async with (
+        webhook_receiver("the-receiver-holds-an-old-secret-" + "x" * 32) as receiver,
+        delivering_worker(client, settings, sessionmaker),
+    ):
+        await set_owner_webhook(sessionmaker, deployment_id, receiver.url, OWNER_SECRET)
+        result = await deliver(client, settings, status_event(deployment_id))
+    assert result == WebhookDeliveryResult(delivered=[], given_up=[OWNER])
+    assert [r.signed for r in receiver.requests] == [False]
+    assert receiver.events == {}
+
+
+async def test_failures_are_retried_with_the_same_id_and_kept_once(
+    client: Client, settings: Settings, sessionmaker: SessionMaker, deployment_id: int
+) -> None:
+    async with (
+        webhook_receiver(OWNER_SECRET, script=[500, 500, 200]) as receiver,
+        delivering_worker(client, settings, sessionmaker),
+    ):
+        await set_owner_webhook(sessionmaker, deployment_id, receiver.url, OWNER_SECRET)
+        event = status_event(deployment_id, "lease_warning:86400")
+        result = await deliver(client, settings, event)
+
+    assert result == WebhookDeliveryResult(delivered=[OWNER], given_up=[])
+    assert len(receiver.requests) == 3
+    ids = {r.headers[EVENT_ID_HEADER.lower()] for r in receiver.requests}
+    assert ids == {f"{deployment_id}:lease_warning:86400"}
+    assert all(r.signed for r in receiver.requests)
+    assert len({r.body for r in receiver.requests}) == 1
+    assert list(receiver.events) == [f"{deployment_id}:lease_warning:86400"]
+
+
+@pytest.mark.parametrize("status", [404, 400])
+async def test_a_receiver_answering_4xx_is_given_up_after_one_attempt(
+    client: Client, settings: Settings, sessionmaker: SessionMaker, deployment_id: int, status: int
+) -> None:
+    async with (
+        webhook_receiver(OWNER_SECRET, script=[status]) as receiver,
+        delivering_worker(client, settings, sessionmaker),
+    ):
+        await set_owner_webhook(sessionmaker, deployment_id, receiver.url, OWNER_SECRET)
+        result = await deliver(client, settings, status_event(deployment_id))
+    assert result == WebhookDeliveryResult(delivered=[], given_up=[OWNER])
+    assert len(receiver.requests) == 1 and receiver.events == {}
+
+
+async def test_the_owner_and_the_global_receiver_each_get_it(
+    client: Client, settings: Settings, sessionmaker: SessionMaker, deployment_id: int
+) -> None:
+    async with (
+        webhook_receiver(OWNER_SECRET) as owner,
+        webhook_receiver(GLOBAL_SECRET) as central,
+    ):
+        async with delivering_worker(
+            client, settings, sessionmaker, webhook_url=central.url, webhook_secret=GLOBAL_SECRET
+        ):
+            await set_owner_webhook(sessionmaker, deployment_id, owner.url, OWNER_SECRET)
+            result = await deliver(client, settings, status_event(deployment_id))
+    assert result == WebhookDeliveryResult(delivered=[OWNER, GLOBAL], given_up=[])
+    # Each signed with its own receiver's secret.
+    assert [r.signed for r in owner.requests] == [True]
+    assert [r.signed for r in central.requests] == [True]
+    assert list(owner.events) == list(central.events) == [f"{deployment_id}:result"]
+
+
+async def test_nobody_listening_sends_nothing(
+    client: Client, settings: Settings, sessionmaker: SessionMaker, deployment_id: int
+) -> None:
+    async with delivering_worker(client, settings, sessionmaker):
+        event = status_event(deployment_id)
+        workflow_id = webhook_workflow_id(event.event_id)
+        handle = await client.start_workflow(
+            WebhookDeliveryWorkflow.run,
+            event,
+            id=workflow_id + f"-{uuid.uuid4().hex[:6]}",
+            task_queue=settings.temporal_task_queue,
+        )
+        assert await handle.result() == WebhookDeliveryResult(delivered=[], given_up=[])
+    assert await activities_scheduled(handle) == ["webhook_receivers"]
+
+
+async def test_an_address_that_resolves_to_loopback_is_refused_without_a_request(
+    client: Client, settings: Settings, sessionmaker: SessionMaker, deployment_id: int
+) -> None:
+    """The URL was accepted (say, while its name resolved elsewhere); at delivery `localhost`
+    resolves to 127.0.0.1 and private addresses are not allowed: nothing is sent, and neither
+    the URL nor the secret is in the workflow's history."""
+    async with (
+        webhook_receiver(OWNER_SECRET) as receiver,
+        delivering_worker(client, settings, sessionmaker, webhook_allow_private=False),
+    ):
+        url = f"http://localhost:{receiver.port}/hooks/provisio"
+        await set_owner_webhook(sessionmaker, deployment_id, url, OWNER_SECRET)
+        event = status_event(deployment_id)
+        handle = await client.start_workflow(
+            WebhookDeliveryWorkflow.run,
+            event,
+            id=webhook_workflow_id(event.event_id) + f"-{uuid.uuid4().hex[:6]}",
+            task_queue=settings.temporal_task_queue,
+        )
+        assert await handle.result() == WebhookDeliveryResult(delivered=[], given_up=[OWNER])
+    assert receiver.requests == []
+    history = (await handle.fetch_history()).to_json()
+    assert "non-public address" in history
+    assert f"localhost:{receiver.port}" not in history and OWNER_SECRET not in history
