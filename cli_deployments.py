@@ -74,7 +74,7 @@ def add_commands(commands: Any) -> None:
 
     group = commands.add_parser(
         "deployments",
-        help="list, launch, cancel, destroy, retry, extend, resize and watch deployments "
+        help="list, launch, cancel, destroy, retry, extend, resize, set and watch deployments "
         "(through the API)",
         description="Deployments through the HTTP API, as the signed-in user. " + TOKEN_HELP,
     )
@@ -188,6 +188,23 @@ def add_commands(commands: Any) -> None:
     )
     _add_operation_options(resize)
     resize.set_defaults(client_handler=_resize)
+
+    set_values = actions.add_parser(
+        "set",
+        parents=[output],
+        help="change configuration values of a succeeded deployment",
+        description="Set configuration values of a succeeded deployment (within what its "
+        "template's overrides allow): it is updating while its playbook runs again with them, "
+        "then succeeded with the new values or failed with the reason; history shows old → new, "
+        "secrets masked. Values are JSON scalars when they parse as one (250, 2.5, true), else "
+        "text; quote JSON text to keep it text: 'mode=\"true\"'.",
+    )
+    set_values.add_argument("id", type=_positive_int)
+    set_values.add_argument(
+        "values", nargs="+", type=_setting, metavar="KEY=VALUE", help="a value to set"
+    )
+    _add_operation_options(set_values)
+    set_values.set_defaults(client_handler=_set)
 
     watch = actions.add_parser(
         "watch",
@@ -408,8 +425,9 @@ def _describe(detail: dict[str, Any]) -> str:
 
 
 def _may(detail: dict[str, Any]) -> list[str]:
-    """The operations the API allows now, and resize when the deployment is resizable."""
-    return [*detail["allowed_operations"], *(["resize"] if detail.get("resizable") else [])]
+    """The operations the API allows now, and the changes (resize, set) when it may change."""
+    changes = ["resize", "set"] if detail.get("resizable") else []
+    return [*detail["allowed_operations"], *changes]
 
 
 def _show(args: argparse.Namespace, client: ApiClient) -> int:
@@ -525,6 +543,18 @@ def _resize(args: argparse.Namespace, client: ApiClient) -> int:
     except ApiError as error:
         raise _name_disks(error, args.disk) from None
     return _after_operation(args, client, detail, "resize requested", after=after)
+
+
+def _set(args: argparse.Namespace, client: ApiClient) -> int:
+    key = args.idempotency_key or str(uuid.uuid4())
+    after = _last_row_id(client, args.id) if args.watch else 0
+    detail = client.request(
+        "PATCH",
+        f"/api/deployments/{args.id}",
+        json={"configuration": dict(args.values)},
+        headers={"Idempotency-Key": key},
+    )
+    return _after_operation(args, client, detail, "configuration change requested", after=after)
 
 
 def _extend(args: argparse.Namespace, client: ApiClient) -> int:

@@ -34,7 +34,7 @@ async def test_resize_grows_and_names_the_disk_it_refuses(
     deployment = str(done["id"])
     shown = await provisio("deployments", "show", deployment, token=token)
     assert shown.code == 0, shown.err
-    assert re.search(r"^  you may +destroy, resize$", shown.out, re.M), shown.out
+    assert re.search(r"^  you may +destroy, resize, set$", shown.out, re.M), shown.out
 
     shrink = await provisio(
         "deployments", "resize", deployment, "--disk", "/data/db=20", "--disk", "/data/wal=4",
