@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from domain.validation import FILESYSTEMS, MAX_DISK_GB
+from domain.webhook_urls import url_problem as webhook_url_problem
 from vocabulary.disks import DiskState
 from vocabulary.leases import MAX_LEASE_S
 from vocabulary.operations import Operation
@@ -67,6 +68,35 @@ class UserPublic(BaseModel):
 
 class UserAdminView(UserPublic):
     is_active: bool
+
+
+class UserMe(UserPublic):
+    """The signed-in user as they see themselves: with their webhook's URL (never its secret)."""
+
+    webhook_url: str | None
+
+
+class UserMeUpdate(Strict):
+    """PATCH /api/users/me. `webhook_url`: a URL sets it (with a new secret), null removes it
+    (and its secret), absent leaves it; `rotate_webhook_secret`: a new secret for the URL."""
+
+    webhook_url: str | None = None
+    rotate_webhook_secret: bool = False
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url_form(cls, url: str | None) -> str | None:
+        if url is not None and (problem := webhook_url_problem(url)):
+            raise ValueError(problem)
+        return url
+
+
+class UserMeUpdated(UserMe):
+    webhook_secret: str | None = Field(
+        default=None,
+        description="The webhook's new secret, shown this once (when a URL was set or the secret"
+        " rotated): receivers check each request's signature with it.",
+    )
 
 
 class DiskPublic(BaseModel):

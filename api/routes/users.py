@@ -6,7 +6,17 @@ from sqlalchemy import func, select
 from api.deps import CurrentUser, SessionDep, SettingsDep, require_roles
 from api.errors import Conflict, NotFound
 from api.password_pool import password_pool
-from api.schemas import UserAdminView, UserCreate, UserId, UserPublic, UserUpdate, error_responses
+from api.schemas import (
+    UserAdminView,
+    UserCreate,
+    UserId,
+    UserMe,
+    UserMeUpdate,
+    UserMeUpdated,
+    UserUpdate,
+    error_responses,
+)
+from api.user_webhooks import change_webhook
 from db.models import User
 from vocabulary.users import Role
 
@@ -15,8 +25,16 @@ admin_only = [require_roles(Role.ADMIN)]
 
 
 @router.get("/api/users/me")
-async def me(user: CurrentUser) -> UserPublic:
-    return UserPublic.model_validate(user)
+async def me(user: CurrentUser) -> UserMe:
+    return UserMe.model_validate(user)
+
+
+@router.patch("/api/users/me")
+async def update_me(body: UserMeUpdate, user: CurrentUser, settings: SettingsDep) -> UserMeUpdated:
+    """Any signed-in user's own webhook: the answer carries a new secret this once."""
+    secret = await change_webhook(user, body, allow_private=settings.webhook_allow_private)
+    # Built from UserMe, not from the row: the row holds the secret, shown only when new.
+    return UserMeUpdated(**UserMe.model_validate(user).model_dump(), webhook_secret=secret)
 
 
 @router.get("/api/users", dependencies=admin_only)
