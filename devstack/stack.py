@@ -45,6 +45,16 @@ def process_environments(
     }
     if settings.jenkins_token:
         worker["jenkins_token"] = settings.jenkins_token
+    if settings.webhook_secret:  # the global webhook's (PROVISIO_WEBHOOK_URL passes as is)
+        worker["webhook_secret"] = settings.webhook_secret
+    # Webhook receivers on this machine or its network are what a developer tries first: allowed
+    # here unless the user said otherwise (refused by default).
+    allow_private = (
+        settings.webhook_allow_private
+        if "webhook_allow_private" in settings.model_fields_set
+        else True
+    )
+    worker["webhook_allow_private"] = str(allow_private).lower()
     # Swagger UI at /docs is on here unless the user turned it off (it is off by default).
     api_docs = settings.api_docs if "api_docs" in settings.model_fields_set else True
     api = {
@@ -52,6 +62,7 @@ def process_environments(
         "secret_key": stable_secret(settings.secret_key, data_dir / "secret_key"),
         "callback_secret": callback_secret,
         "api_docs": str(api_docs).lower(),
+        "webhook_allow_private": str(allow_private).lower(),
     }
     return {"worker": child_environment(base, worker), "api": child_environment(base, api)}
 
