@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 from temporalio.api.enums.v1 import EventType
@@ -28,6 +29,8 @@ from domain.webhook_signing import (
 )
 from settings import Settings
 from tests.doubles import RecordingRunnerDouble
+from tests.telemetry.metrics_runtime import metrics_runtime
+from tests.telemetry.test_worker_metrics import find, samples
 from tests.webhook_receiver import webhook_receiver
 from vocabulary.notifications import (
     WebhookEvent,
@@ -252,3 +255,27 @@ async def test_an_address_that_resolves_to_loopback_is_refused_without_a_request
     history = (await handle.fetch_history()).to_json()
     assert "non-public address" in history
     assert f"localhost:{receiver.port}" not in history and OWNER_SECRET not in history
+
+
+async def test_deliveries_are_counted_by_receiver_and_outcome(
+    temporal_address: str, settings: Settings, sessionmaker: SessionMaker, deployment_id: int
+) -> None:
+    runtime, address = metrics_runtime(settings)
+    client = await Client.connect(temporal_address, runtime=runtime)
+    async with (
+        webhook_receiver(OWNER_SECRET) as owner,
+        webhook_receiver(GLOBAL_SECRET, script=[410]) as central,
+        delivering_worker(
+            client, settings, sessionmaker, webhook_url=central.url, webhook_secret=GLOBAL_SECRET
+        ),
+    ):
+        await set_owner_webhook(sessionmaker, deployment_id, owner.url, OWNER_SECRET)
+        result = await deliver(client, settings, status_event(deployment_id))
+        assert result == WebhookDeliveryResult(delivered=[OWNER], given_up=[GLOBAL])
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://{address}/metrics")).text
+    found = samples(text)
+    counted = "provisio_webhook_deliveries_total"
+    assert find(found, counted, receiver="owner", outcome="delivered") == 1
+    assert find(found, counted, receiver="global", outcome="given_up") == 1
+    assert find(found, counted, receiver="owner", outcome="given_up") is None
