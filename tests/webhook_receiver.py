@@ -18,6 +18,8 @@ from domain.webhook_signing import (
     verify,
 )
 
+# In a script: hold the request without answering.
+NO_ANSWER = 0
 REASONS = {200: "OK", 204: "No Content", 401: "Unauthorized", 404: "Not Found", 500: "Error"}
 
 
@@ -33,7 +35,7 @@ class ReceivedRequest:
 @dataclass
 class WebhookReceiverDouble:
     secret: str
-    # The status of each request in turn; past the end, 200.
+    # The status of each request in turn (or NO_ANSWER); past the end, 200.
     script: list[int] = field(default_factory=list)
     port: int = 0
     requests: list[ReceivedRequest] = field(default_factory=list)
@@ -64,6 +66,9 @@ class WebhookReceiverDouble:
             self.requests.append(ReceivedRequest(method, path, headers, body, signed))
             turn = len(self.requests) - 1
             status = self.script[turn] if turn < len(self.script) else 200
+            if status == NO_ANSWER:
+                await reader.read()  # until the sender gives up and closes the connection
+                return
             if not signed:
                 status = 401
             if 200 <= status < 300:

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
+from activities.webhook_activities import DELIVERY_TIMEOUT_S
 from db.models import Deployment, User
 from db.session import SessionMaker
 from domain.webhook_signing import (
@@ -31,7 +32,7 @@ from settings import Settings
 from tests.doubles import RecordingRunnerDouble
 from tests.telemetry.metrics_runtime import metrics_runtime
 from tests.telemetry.test_worker_metrics import find, samples
-from tests.webhook_receiver import webhook_receiver
+from tests.webhook_receiver import NO_ANSWER, webhook_receiver
 from vocabulary.notifications import (
     WebhookEvent,
     WebhookEventType,
@@ -40,7 +41,7 @@ from vocabulary.notifications import (
 )
 from vocabulary.webhook_deliveries import WebhookDeliveryResult, WebhookReceiver
 from worker import build_worker
-from workflows.webhook_delivery import WebhookDeliveryWorkflow
+from workflows.webhook_delivery import DELIVERY_ATTEMPT_TIMEOUT, WebhookDeliveryWorkflow
 
 OWNER_SECRET = "owner-webhook-secret-" + "o" * 32
 GLOBAL_SECRET = "global-webhook-secret-" + "g" * 32
@@ -180,6 +181,22 @@ async def test_failures_are_retried_with_the_same_id_and_kept_once(
     assert all(r.signed for r in receiver.requests)
     assert len({r.body for r in receiver.requests}) == 1
     assert list(receiver.events) == [f"{deployment_id}:lease_warning:86400"]
+
+
+async def test_a_receiver_that_does_not_answer_in_time_is_tried_again(
+    client: Client, settings: Settings, sessionmaker: SessionMaker, deployment_id: int
+) -> None:
+    async with (
+        webhook_receiver(OWNER_SECRET, script=[NO_ANSWER, 200]) as receiver,
+        delivering_worker(client, settings, sessionmaker),
+    ):
+        await set_owner_webhook(sessionmaker, deployment_id, receiver.url, OWNER_SECRET)
+        started = time.monotonic()
+        result = await deliver(client, settings, status_event(deployment_id))
+    assert result == WebhookDeliveryResult(delivered=[OWNER], given_up=[])
+    assert len(receiver.requests) == 2 and list(receiver.events) == [f"{deployment_id}:result"]
+    # The first attempt waited for the POST's own timeout, not for the activity's.
+    assert DELIVERY_TIMEOUT_S <= time.monotonic() - started < DELIVERY_ATTEMPT_TIMEOUT.seconds
 
 
 @pytest.mark.parametrize("status", [404, 400])
