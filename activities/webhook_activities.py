@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 from db.session import SessionMaker, create_autocommit_sessionmaker
 from db.webhook_reads import Webhook, owner_webhook
 from domain.webhook_signing import event_body, signed_headers
-from domain.webhook_urls import RefusedAddress, UnresolvedHost, resolve_receiver
+from domain.webhook_urls import IPAddress, RefusedAddress, UnresolvedHost, resolve_receiver
 from settings import Settings
 from vocabulary.activities import WebhookSteps
 from vocabulary.webhook_deliveries import (
@@ -68,29 +68,14 @@ class WebhookActivities(WebhookSteps):
             ) from None
         body = event_body(event)
         headers = signed_headers(webhook.secret, event, body, int(time.time()))
-        headers["User-Agent"] = USER_AGENT
-        url = httpx.URL(webhook.url)
-        # Connect to the address just checked, not to whatever a second lookup would return;
-        # the Host header and TLS (SNI, certificate) still name the URL's host.
-        headers["Host"] = url.netloc.decode("ascii")
-        extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
-        pinned = url.copy_with(host=str(addresses[0]))
         try:
-            # No proxies from the environment (they would bypass the address check), no redirects
-            # (a redirect could point anywhere): a 3xx is an answer like a 4xx.
-            async with httpx.AsyncClient(
-                timeout=DELIVERY_TIMEOUT_S, trust_env=False, follow_redirects=False
-            ) as http:
-                response = await http.post(
-                    pinned, content=body, headers=headers, extensions=extensions
-                )
+            status = await _post(webhook.url, addresses[0], body, headers)
         except httpx.TimeoutException:
             raise _undelivered(f"the {receiver} receiver did not answer in time") from None
         except httpx.TransportError as exc:
             raise _undelivered(
                 f"the {receiver} receiver could not be reached ({type(exc).__name__})"
             ) from None
-        status = response.status_code
         log_extra = {
             "deployment_id": event.deployment_id,
             "event_id": event.event_id,
@@ -111,6 +96,29 @@ class WebhookActivities(WebhookSteps):
             return Webhook(url, secret) if url else None
         async with self._one_statement() as session:
             return await owner_webhook(session, deployment_id)
+
+
+async def _post(url: str, address: IPAddress, body: bytes, headers: dict[str, str]) -> int:
+    """POST to the address just checked, not to whatever a second lookup would return; the Host
+    header and TLS (SNI, the certificate's name) still name the URL's host. No proxies from the
+    environment (they would bypass the check), no redirects (one could point anywhere: a 3xx is
+    an answer like a 4xx), and the answer's body is never read (nothing in it is used)."""
+    target = httpx.URL(url)
+    headers = {**headers, "Host": target.netloc.decode("ascii"), "User-Agent": USER_AGENT}
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    async with (
+        httpx.AsyncClient(
+            timeout=DELIVERY_TIMEOUT_S, trust_env=False, follow_redirects=False
+        ) as http,
+        http.stream(
+            "POST",
+            target.copy_with(host=str(address)),
+            content=body,
+            headers=headers,
+            extensions=extensions,
+        ) as response,
+    ):
+        return response.status_code
 
 
 def _refused(message: str) -> ApplicationError:
