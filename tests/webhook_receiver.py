@@ -5,6 +5,7 @@ request with the next status of its script, checking signatures as a receiver wo
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,8 +43,13 @@ class WebhookReceiverDouble:
     # What a receiver keeps: each accepted event once, by id.
     events: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
+    # Serving HTTPS, with a certificate for `localhost`.
+    tls: bool = False
+
     @property
     def url(self) -> str:
+        if self.tls:
+            return f"https://localhost:{self.port}/hooks/provisio"
         return f"http://127.0.0.1:{self.port}/hooks/provisio"
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -85,11 +91,11 @@ class WebhookReceiverDouble:
 
 @asynccontextmanager
 async def webhook_receiver(
-    secret: str, script: list[int] | None = None
+    secret: str, script: list[int] | None = None, tls: ssl.SSLContext | None = None
 ) -> AsyncIterator[WebhookReceiverDouble]:
     """A receiver listening on 127.0.0.1, on a port the system chose (read back once bound)."""
-    receiver = WebhookReceiverDouble(secret, list(script or []))
-    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
+    receiver = WebhookReceiverDouble(secret, list(script or []), tls=tls is not None)
+    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0, ssl=tls)
     receiver.port = server.sockets[0].getsockname()[1]
     async with server:
         yield receiver

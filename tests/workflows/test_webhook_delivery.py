@@ -4,14 +4,18 @@ bodies, retries that keep the event's id, receivers given up, and addresses refu
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import certifi
 import httpx
 import pytest
 from sqlalchemy import select, update
@@ -147,6 +151,44 @@ async def test_a_signed_event_reaches_the_owner_and_a_tampered_body_fails_the_ch
     assert not verify("another-secret-" + "x" * 32, timestamp, signature, request.body, now)
     # A replay after the allowed skew is refused as well.
     assert not verify(OWNER_SECRET, timestamp, signature, request.body, now + 301)
+
+
+@pytest.fixture
+def localhost_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server context with a self-signed certificate for `localhost` (and no IP address), which
+    the worker's HTTPS client trusts for this test: its CA bundle is that certificate."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.setattr(certifi, "where", lambda: str(cert))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_https_goes_to_the_checked_address_and_still_verifies_the_host_name(
+    client: Client,
+    settings: Settings,
+    sessionmaker: SessionMaker,
+    deployment_id: int,
+    localhost_tls: ssl.SSLContext,
+) -> None:
+    """The POST connects to the address resolved and checked (127.0.0.1), while TLS names the
+    URL's host: the certificate, for `localhost` only, is accepted; the Host header says it too."""
+    async with (
+        webhook_receiver(OWNER_SECRET, tls=localhost_tls) as receiver,
+        delivering_worker(client, settings, sessionmaker),
+    ):
+        await set_owner_webhook(sessionmaker, deployment_id, receiver.url, OWNER_SECRET)
+        result = await deliver(client, settings, status_event(deployment_id))
+    assert result == WebhookDeliveryResult(delivered=[OWNER], given_up=[])
+    [request] = receiver.requests
+    assert request.signed and request.headers["host"] == f"localhost:{receiver.port}"
 
 
 async def test_a_receiver_with_another_secret_refuses_it_and_it_is_given_up(
