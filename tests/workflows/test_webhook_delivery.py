@@ -4,6 +4,7 @@ bodies, retries that keep the event's id, receivers given up, and addresses refu
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import time
@@ -20,7 +21,8 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.worker import Replayer
 
 from activities.webhook_activities import DELIVERY_TIMEOUT_S
 from db.models import Deployment, User
@@ -33,6 +35,7 @@ from domain.webhook_signing import (
     verify,
 )
 from settings import Settings
+from tests.conftest import HISTORIES
 from tests.doubles import RecordingRunnerDouble
 from tests.telemetry.metrics_runtime import metrics_runtime
 from tests.telemetry.test_worker_metrics import find, samples
@@ -50,6 +53,9 @@ from workflows.webhook_delivery import DELIVERY_ATTEMPT_TIMEOUT, WebhookDelivery
 OWNER_SECRET = "owner-webhook-secret-" + "o" * 32
 GLOBAL_SECRET = "global-webhook-secret-" + "g" * 32
 OWNER, GLOBAL = WebhookReceiver.OWNER, WebhookReceiver.GLOBAL
+# Recorded deliveries that today's WebhookDeliveryWorkflow must replay (a delivery runs up to a
+# day: a change that breaks it breaks deliveries in flight).
+WEBHOOK_HISTORIES = HISTORIES.parent / "webhook_histories"
 
 
 @pytest.fixture
@@ -100,13 +106,23 @@ def status_event(deployment_id: int, key: str = "result") -> WebhookEvent:
     )
 
 
-async def deliver(client: Client, settings: Settings, event: WebhookEvent) -> WebhookDeliveryResult:
-    return await client.execute_workflow(
+async def deliver(
+    client: Client, settings: Settings, event: WebhookEvent, record_as: str | None = None
+) -> WebhookDeliveryResult:
+    """The delivery's result; with PROVISIO_RECORD_HISTORIES=1, its history refreshes the replay
+    test's fixture `record_as`."""
+    handle = await client.start_workflow(
         WebhookDeliveryWorkflow.run,
         event,
         id=webhook_workflow_id(event.event_id) + f"-{uuid.uuid4().hex[:6]}",
         task_queue=settings.temporal_task_queue,
     )
+    result = await handle.result()
+    if record_as and os.environ.get("PROVISIO_RECORD_HISTORIES") == "1":
+        WEBHOOK_HISTORIES.mkdir(exist_ok=True)
+        history = await handle.fetch_history()
+        (WEBHOOK_HISTORIES / f"{record_as}.json").write_text(history.to_json())
+    return result
 
 
 async def activities_scheduled(handle: WorkflowHandle[Any, Any]) -> list[str]:
@@ -214,7 +230,7 @@ async def test_failures_are_retried_with_the_same_id_and_kept_once(
     ):
         await set_owner_webhook(sessionmaker, deployment_id, receiver.url, OWNER_SECRET)
         event = status_event(deployment_id, "lease_warning:86400")
-        result = await deliver(client, settings, event)
+        result = await deliver(client, settings, event, record_as="retried")
 
     assert result == WebhookDeliveryResult(delivered=[OWNER], given_up=[])
     assert len(receiver.requests) == 3
@@ -250,7 +266,8 @@ async def test_a_receiver_answering_4xx_is_given_up_after_one_attempt(
         delivering_worker(client, settings, sessionmaker),
     ):
         await set_owner_webhook(sessionmaker, deployment_id, receiver.url, OWNER_SECRET)
-        result = await deliver(client, settings, status_event(deployment_id))
+        name = f"given_up_{status}"
+        result = await deliver(client, settings, status_event(deployment_id), record_as=name)
     assert result == WebhookDeliveryResult(delivered=[], given_up=[OWNER])
     assert len(receiver.requests) == 1 and receiver.events == {}
 
@@ -266,7 +283,8 @@ async def test_the_owner_and_the_global_receiver_each_get_it(
             client, settings, sessionmaker, webhook_url=central.url, webhook_secret=GLOBAL_SECRET
         ):
             await set_owner_webhook(sessionmaker, deployment_id, owner.url, OWNER_SECRET)
-            result = await deliver(client, settings, status_event(deployment_id))
+            event = status_event(deployment_id)
+            result = await deliver(client, settings, event, record_as="owner_and_global")
     assert result == WebhookDeliveryResult(delivered=[OWNER, GLOBAL], given_up=[])
     # Each signed with its own receiver's secret.
     assert [r.signed for r in owner.requests] == [True]
@@ -338,3 +356,16 @@ async def test_deliveries_are_counted_by_receiver_and_outcome(
     assert find(found, counted, receiver="owner", outcome="delivered") == 1
     assert find(found, counted, receiver="global", outcome="given_up") == 1
     assert find(found, counted, receiver="owner", outcome="given_up") is None
+
+
+async def test_recorded_deliveries_replay() -> None:
+    files = sorted(WEBHOOK_HISTORIES.glob("*.json"))
+    assert {"retried", "given_up_404", "owner_and_global"} <= {f.stem for f in files}
+    replayer = Replayer(workflows=[WebhookDeliveryWorkflow])
+    failures = {}
+    for file in files:
+        history = WorkflowHistory.from_json(file.stem, file.read_text())
+        replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        if replayed.replay_failure is not None:
+            failures[file.stem] = str(replayed.replay_failure)
+    assert failures == {}
