@@ -70,6 +70,9 @@ class WebhookActivities(WebhookSteps):
         headers = signed_headers(webhook.secret, event, body, int(time.time()))
         try:
             status = await _post(webhook.url, addresses[0], body, headers)
+        except httpx.InvalidURL:
+            # Accepted by our rules, not by httpx's: no attempt would ever do better.
+            raise _refused(f"the {receiver} receiver's URL is not one httpx can send to") from None
         except httpx.TimeoutException:
             raise _undelivered(f"the {receiver} receiver did not answer in time") from None
         except httpx.TransportError as exc:
