@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import psutil
@@ -133,15 +134,23 @@ def get_when_up(url: str, timeout_s: float = 60) -> httpx.Response:
             time.sleep(0.3)
 
 
-@pytest.fixture
-def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], Path]]:
-    data = tmp_path / "var"
+class PortTaken(Exception):
+    """A port the stack was given was taken by someone else before its child bound it."""
+
+
+def older_var(root: Path) -> Path:
+    """A data directory as an older version left it: open to others."""
+    data = root / "var"
     (data / "logs").mkdir(parents=True)
-    data.chmod(0o755)  # as an older version left it
+    data.chmod(0o755)
     (data / "logs" / "temporal.log").write_text("")
     (data / "logs" / "temporal.log").chmod(0o644)
     (data / "runs").mkdir(mode=0o755)
-    api_port, temporal_port, ui_port = free_port(), free_port(), free_port()
+    return data
+
+
+def stack_environment(data: Path) -> dict[str, str]:
+    api_port, temporal_port, ui_port, metrics_port = (free_port() for _ in range(4))
     env = {
         **os.environ,
         "PROVISIO_DATA_DIR": str(data),
@@ -151,49 +160,147 @@ def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str,
         "PROVISIO_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
         "PROVISIO_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
         "PROVISIO_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui_port}",
-        "PROVISIO_WORKER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+        "PROVISIO_WORKER_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
         # Exported by the user: the API must get it, the worker must not.
         "PROVISIO_SECRET_KEY": "exported-jwt-key-0123456789abcdef-0123456789",
     }
     env.pop("PROVISIO_DATABASE_URL", None)
-    stack = subprocess.Popen(
-        [sys.executable, "-m", "cli", "dev"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
+    return env
 
-    def read_output() -> None:
-        # On a thread, so that a stack that hangs silently still meets the deadline below.
-        assert stack.stdout is not None
-        with stack.stdout:
-            for line in stack.stdout:
-                lines.put(line)
 
-    reader = threading.Thread(target=read_output)
-    reader.start()
-    try:
-        output: list[str] = []
-        deadline = time.monotonic() + 240
-        while not output or not output[-1].startswith("Provisio is up."):
-            if stack.poll() is not None and lines.empty():
-                pytest.fail(f"the dev stack exited ({stack.returncode}): {''.join(output)}")
-            try:
-                output.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
-                pytest.fail(f"the dev stack did not come up: {''.join(output)}")
-        yield stack, env, data
-    finally:
-        stack.send_signal(signal.SIGTERM)
+def port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def stack_ports(env: dict[str, str]) -> set[int]:
+    """The API's, Temporal's, its UI's and the worker's metrics ports."""
+    return {
+        int(env["PROVISIO_API_PORT"]),
+        port_of(env["PROVISIO_TEMPORAL_ADDRESS"]),
+        port_of(env["PROVISIO_TEMPORAL_UI_URL"]),
+        port_of(env["PROVISIO_WORKER_METRICS_ADDRESS"]),
+    }
+
+
+def unready_ports(stack: subprocess.Popen[str], ports: set[int]) -> set[int]:
+    """The ports our stack's processes do not listen on yet. Raises PortTaken when another
+    process listens on one: that one, not ours, would answer the test."""
+    listeners = {
+        (conn.laddr.port, conn.pid)
+        for conn in psutil.net_connections("tcp")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port in ports
+    }
+    # Read after the listeners: a process that listened is already among them.
+    ours = {stack.pid, *(child.pid for child in psutil.Process(stack.pid).children(True))}
+    if foreign := {port for port, pid in listeners if pid not in ours}:
+        raise PortTaken(f"ports {sorted(foreign)} are another process's")
+    return ports - {port for port, _ in listeners}
+
+
+def stack_failed(reason: str, output: list[str], data: Path) -> NoReturn:
+    """Fails the test; raises PortTaken instead when the stack or a child said a port was in
+    use (`provisio dev` itself, uvicorn, the Temporal server, the worker's metrics exporter)."""
+    logs = {path.name: path.read_text() for path in sorted((data / "logs").glob("*.log"))}
+    said = "".join(output) + "".join(logs.values())
+    if "already in use" in said.lower():
+        raise PortTaken(said)
+    pytest.fail(f"{reason}: {''.join(output)}\n{logs}")
+
+
+def read_output(stack: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
+    """On a thread, so that a stack that hangs silently still meets the deadlines."""
+    assert stack.stdout is not None
+    with stack.stdout:
+        for line in stack.stdout:
+            lines.put(line)
+
+
+def stack_exited(
+    stack: subprocess.Popen[str],
+    reader: threading.Thread,
+    lines: queue.Queue[str],
+    output: list[str],
+    data: Path,
+) -> NoReturn:
+    """With everything it said: its last lines may still be on their way."""
+    reader.join(30)
+    while not lines.empty():
+        output.append(lines.get())
+    stack_failed(f"the dev stack exited ({stack.returncode})", output, data)
+
+
+def wait_until_up(
+    stack: subprocess.Popen[str],
+    reader: threading.Thread,
+    lines: queue.Queue[str],
+    env: dict[str, str],
+    data: Path,
+) -> None:
+    """Until the stack says it is up and its children listen on every port it was given."""
+    output: list[str] = []
+    deadline = time.monotonic() + 240
+    while not output or not output[-1].startswith("Provisio is up."):
+        if stack.poll() is not None:
+            stack_exited(stack, reader, lines, output, data)
+        if time.monotonic() > deadline:
+            stack_failed("the dev stack did not come up", output, data)
         try:
-            stack.wait(60)
-        except subprocess.TimeoutExpired:
-            stack.kill()
-            stack.wait()
-        reader.join(30)
+            # Briefly: a stack that exited sends no more lines.
+            output.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            continue
+    # It says so once it started the API and the worker, which then take a moment to listen.
+    ports = stack_ports(env)
+    deadline = time.monotonic() + 60
+    while True:
+        # Not reaped before its children are read (at worst a zombie then, which has none).
+        if stack.poll() is not None:
+            stack_exited(stack, reader, lines, output, data)
+        if not (unready := unready_ports(stack, ports)):
+            return
+        if time.monotonic() > deadline:
+            stack_failed(f"nothing of the stack listens on {sorted(unready)}", output, data)
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def dev_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], Path]]:
+    """`provisio dev` on ports of its own. Its children can only be given port numbers, which
+    they bind themselves: a port taken between our pick and their bind is tried again with new
+    ports and a new var/, only when the stack said a port was in use or another process listens
+    on one of its ports, and every port is checked to be listened on by the stack's own."""
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        data = older_var(tmp_path / f"attempt-{attempt}")
+        env = stack_environment(data)
+        stack = subprocess.Popen(
+            [sys.executable, "-m", "cli", "dev"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=read_output, args=(stack, lines))
+        reader.start()
+        try:
+            try:
+                wait_until_up(stack, reader, lines, env, data)
+            except PortTaken:
+                if attempt == attempts:
+                    raise
+                continue
+            yield stack, env, data
+            return
+        finally:
+            stack.send_signal(signal.SIGTERM)
+            try:
+                stack.wait(60)
+            except subprocess.TimeoutExpired:
+                stack.kill()
+                stack.wait()
+            reader.join(30)
 
 
 def test_the_real_dev_stack_keeps_var_private_and_the_jwt_key_from_the_worker(
@@ -222,7 +329,7 @@ def test_the_real_dev_stack_keeps_var_private_and_the_jwt_key_from_the_worker(
 
     # The dev stack serves its docs, and its Temporal UI on the loopback.
     assert get_when_up(f"{env['PROVISIO_PUBLIC_URL']}/docs").status_code == 200
-    ui_port = int(env["PROVISIO_TEMPORAL_UI_URL"].rsplit(":", 1)[1])
+    ui_port = port_of(env["PROVISIO_TEMPORAL_UI_URL"])
     listening = {
         conn.laddr.ip
         for conn in psutil.net_connections("tcp")
