@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Deployment, DeploymentHistory, DiskAllocation, Template, User
 from db.repository import disks_json
+from vocabulary.configuration import masked
 from vocabulary.users import Role
 
 
@@ -51,6 +52,7 @@ async def deployment_detail(
         Template.service_type,
         Template.version.label("template_version"),
         Deployment.configuration,
+        Template.configuration["provisio"]["overrides"].label("declared_overrides"),
         Deployment.jenkins_job_id,
         Deployment.attempt,
         Deployment.retained_until,
@@ -62,7 +64,11 @@ async def deployment_detail(
         ).label("disk_allocations"),
     ).where(Deployment.id == deployment_id, _visible(user))
     row = (await session.execute(stmt)).mappings().one_or_none()
-    return dict(row) if row else None
+    if row is None:
+        return None
+    detail = dict(row)
+    detail["configuration"] = masked(detail["configuration"], detail.pop("declared_overrides"))
+    return detail
 
 
 async def list_deployments(

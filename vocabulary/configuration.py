@@ -3,7 +3,8 @@ changes, as history and webhooks show it (secrets masked).
 
 A value is a secret when the template declares it so in its overrides schema (`writeOnly: true`
 or `format: password`) or when its key says so (password, secret, token, ...). Masking shows
-that a secret changed, never what it was or became.
+that a secret changed, never what it was or became; the API shows a deployment's secrets masked
+too.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ def is_secret(key: str, secret_keys: list[str]) -> bool:
 
 def shown(key: str, value: Any, secret_keys: list[str]) -> Any:
     return MASK if is_secret(key, secret_keys) and value is not None else value
+
+
+def masked(configuration: dict[str, Any], overrides: Any) -> dict[str, Any]:
+    """A deployment's configuration as the API shows it: its secrets (as its template's
+    overrides declare them, or as their keys say) masked. Only its runs see the values."""
+    secret_keys = declared_secrets(overrides)
+    return {key: shown(key, value, secret_keys) for key, value in configuration.items()}
 
 
 def configuration_changes(

@@ -7,11 +7,12 @@ import {
   announce, badge, cell, confirmDialog, definitionList, externalLink, h, link, statusLabel, table,
   time, setChildren
 } from "./dom.js";
+import { configControl } from "./config-control.js";
 import { leaseControl } from "./lease-control.js";
 import { resizeControl } from "./resize-control.js";
 import { canDeploy, configurationTable, disksTable } from "./page-templates.js";
 import {
-  EVENT, FAILING_EVENTS, FINAL_STATUSES, HISTORY_STATUS, HOST_STATS_KEYS, OPERATION,
+  EVENT, FAILING_EVENTS, FINAL_STATUSES, HISTORY_STATUS, HOST_STATS_KEYS, MASK, OPERATION,
   OPERATION_STARTS_AS, RESULT_OUTCOMES as OUTCOMES, STATUS, TERMINAL_STATUSES
 } from "./vocabulary.js";
 
@@ -20,14 +21,14 @@ import {
 const SETTLED_RECHECK_MS = 5000;
 
 // The runs after a deploy, by the status they run in: a cancel's or a destroy's teardown, or a
-// resize's deploy run; how each is worded. And the statuses a deployment can end its deploy with.
+// change's deploy run (a resize, a reconfiguration); how each is worded. And the statuses a deployment can end its deploy with.
 const LATER_RUNS = {
   [STATUS.CANCELLING]: { verb: "Cancel", triggered: "Teardown triggered", end: "Torn down",
     heading: "Teardown", job: "Teardown job" },
   [STATUS.DESTROYING]: { verb: "Destroy", triggered: "Teardown triggered", end: "Torn down",
     heading: "Teardown", job: "Teardown job" },
-  [STATUS.UPDATING]: { verb: "Resize", triggered: "Pipeline triggered", end: "Resized",
-    heading: "Resize", job: "Resize job" },
+  [STATUS.UPDATING]: { verb: "Change", triggered: "Pipeline triggered", end: "Changed",
+    heading: "Change", job: "Change job" },
 };
 const TEARDOWN_STATUSES = Object.keys(LATER_RUNS);
 const FAILED_STATUSES = [STATUS.FAILED, STATUS.TIMED_OUT, STATUS.REJECTED];
@@ -66,7 +67,7 @@ const attemptOf = (row) => row.attempt || 1;
 
 // The step rows of the current attempt, split into its deploy and, once one started, its latest
 // later run: a cancel or destroy (ending cancelled, destroyed, or failed when the teardown
-// failed), or a resize (ending succeeded, or failed).
+// failed), or a change (ending succeeded, or failed).
 function phases(stepRows) {
   const attempt = Math.max(1, ...stepRows.map(attemptOf));
   const deploy = [];
@@ -244,6 +245,10 @@ export async function deploymentPage(ctx) {
     id, signal: ctx.signal, enabled: canDeploy(ctx.user),
     onResized: (answer) => { applyDetail(answer); follower.wake(); },
   });
+  const configChange = configControl({
+    id, signal: ctx.signal, enabled: canDeploy(ctx.user),
+    onChanged: (answer) => { applyDetail(answer); follower.wake(); },
+  });
 
   function renderDetail() {
     setChildren(facts, definitionList([
@@ -265,9 +270,12 @@ export async function deploymentPage(ctx) {
     setChildren(disksBox, detail.disk_allocations.length
       ? disksTable(detail.disk_allocations, { state: true })
       : h("p", { class: "hint" }, "Disks are allocated in the second step."));
-    setChildren(configBox, configurationTable(detail.configuration));
+    // The API shows a deployment's secrets masked: said plainly, not as a quoted string.
+    setChildren(configBox, configurationTable(detail.configuration,
+      { secret: (key) => detail.configuration[key] === MASK }));
     lease.render(detail);
     resize.render(detail);
+    configChange.render(detail);
     renderActions();
   }
 
@@ -510,6 +518,6 @@ export async function deploymentPage(ctx) {
     h("h2", {}, "Progress"), progressBox,
     teardownProgressBox,
     h("h2", {}, "Disks"), disksBox, resize.element,
-    h("h2", {}, "Configuration"), configBox,
+    h("h2", {}, "Configuration"), configBox, configChange.element,
     h("details", { class: "raw-history" }, h("summary", {}, "Full history"), historyBox));
 }

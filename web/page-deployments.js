@@ -209,7 +209,7 @@ export function editableConfiguration(configuration) {
   };
 }
 
-function configInput({ key, type, schema, initial }) {
+export function configInput({ key, type, schema, initial }) {
   if (type === "enum") {
     return h("select", { name: key },
       initial === undefined ? h("option", { value: "" }, "(template default)") : null,
@@ -239,7 +239,7 @@ function configHint({ type, schema, initial }) {
 }
 
 // The value of a config input in its JSON type; `skip` when it leaves the template's default.
-function readConfig(input, { type, schema, initial }) {
+export function readConfig(input, { type, schema, initial }) {
   if (type === "enum") return input.value === "" ? { skip: true } : { value: schema.enum[Number(input.value)] };
   if (type === "boolean") return { value: input.checked };
   if (type === "string") return input.value === "" && initial === undefined ? { skip: true } : { value: input.value };

@@ -1,4 +1,5 @@
 import { api } from "./api.js";
+import { MASK } from "./vocabulary.js";
 import {
   buttonLink, cell, definitionList, emptyState, h, link, pageHeader, table, time,
 } from "./dom.js";
@@ -41,11 +42,13 @@ export async function templatesPage(ctx) {
       rows, { caption: "Active templates" }));
 }
 
-export function configurationTable(configuration) {
+// `secret(key)`: a value the API masked (a deployment's secrets), shown as the mask itself.
+export function configurationTable(configuration, { secret = () => false } = {}) {
   const entries = Object.entries(configuration || {}).filter(([key]) => key !== RESERVED_KEY);
   if (!entries.length) return h("p", { class: "hint" }, "No configuration keys.");
   return table(["Key", "Value"], entries.map(([key, value]) => h("tr", {},
-    cell("Key", h("code", {}, key)), cell("Value", h("code", {}, JSON.stringify(value))))),
+    cell("Key", h("code", {}, key)),
+    cell("Value", h("code", {}, secret(key) ? MASK : JSON.stringify(value))))),
   { caption: "Configuration" });
 }
 

@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from settings import PROJECT_ROOT
 from vocabulary import callback_events
+from vocabulary.configuration import MASK, SECRET_KEY
 from vocabulary.disks import DiskState
 from vocabulary.operations import STARTS_AS, Operation
 from vocabulary.statuses import (
@@ -87,6 +88,10 @@ def vocabulary_module() -> str:
         "RESULT_OUTCOMES": callback_events.RESULT_OUTCOMES,
         "FAILING_EVENTS": list(callback_events.FAILING_EVENTS),
         "HOST_STATS_KEYS": list(callback_events.HOST_STATS_KEYS),
+        # A configuration key that names a secret (the form never shows its value), and how
+        # history shows one.
+        "SECRET_KEY_PATTERN": SECRET_KEY.pattern,
+        "MASK": MASK,
     }
     lines = [
         f"export const {name} = Object.freeze({json.dumps(value)});"

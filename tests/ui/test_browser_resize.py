@@ -67,12 +67,13 @@ async def test_the_owner_grows_a_disk_and_sees_the_new_size(
     row = page.locator('tr[data-mount="/data/db"]')
     await expect(row).to_contain_text("30 GB")
     await expect(db).to_contain_text("now 30 GB, up to 50 GB")
-    # The resize is a phase of its own in the steps, with its run's tasks under "Resize".
-    await expect(step(page, "Resize requested")).to_contain_text(
+    # The resize is a change, a phase of its own in the steps, with its run's tasks under
+    # "Change".
+    await expect(step(page, "Change requested")).to_contain_text(
         f"Resize requested: /data/db 10→30 GB by {operator.username}"
     )
-    await expect(step(page, "Resized")).to_contain_text("succeeded")
-    await expect(step(page, "Resized")).to_contain_text("Resize succeeded: /data/db 30 GB")
-    await expect(page.get_by_role("heading", name="Resize", exact=True)).to_be_visible()
-    tasks = page.get_by_role("table", name="Resize tasks and hosts")
+    await expect(step(page, "Changed")).to_contain_text("succeeded")
+    await expect(step(page, "Changed")).to_contain_text("Resize succeeded: /data/db 30 GB")
+    await expect(page.get_by_role("heading", name="Change", exact=True)).to_be_visible()
+    tasks = page.get_by_role("table", name="Change tasks and hosts")
     await expect(tasks.locator('tr[data-task="Grow the filesystems"]')).to_have_count(1)
