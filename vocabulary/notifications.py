@@ -23,7 +23,6 @@ class WebhookEventType(enum.StrEnum):
     STATUS_CHANGED = "deployment.status_changed"
     LEASE_WARNING = "deployment.lease_warning"
     LEASE_EXPIRED = "deployment.lease_expired"
-    CONFIGURATION_CHANGED = "deployment.configuration_changed"
 
 
 @dataclass

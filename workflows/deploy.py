@@ -20,8 +20,14 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutType,
+    WorkflowAlreadyStartedError,
+)
 from temporalio.exceptions import TimeoutError as CallTimeout
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from vocabulary.activities import DeploymentSteps, PipelineSteps
@@ -64,10 +70,17 @@ with workflow.unsafe.imports_passed_through():
         new_expiry,
         pending_warnings,
     )
+    from vocabulary.notifications import (
+        WebhookEvent,
+        WebhookEventType,
+        webhook_event_id,
+        webhook_workflow_id,
+    )
     from vocabulary.operations import ENTERED_FROM, Operation, change_refusal, refusal
     from vocabulary.runs import RunAction, RunHost, RunRef, RunState, RunStatus
     from vocabulary.statuses import DeploymentStatus as S
     from workflows import search_attributes as sa
+    from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 # Database steps retry until the database is back: a deployment outlives an outage.
 DB_STEP: dict[str, Any] = {
@@ -475,7 +488,9 @@ class DeployWorkflow:
         message = f"Deployment destroyed ({self._destroy_reason}); nothing of it is left"
         await self._end(S.DESTROYED, message)
 
-    async def _begin_destroy(self, reason: str, by: str) -> None:
+    async def _begin_destroy(
+        self, reason: str, by: str, event: WebhookEventType = WebhookEventType.STATUS_CHANGED
+    ) -> None:
         self._destroy_reason = reason
         self._retained_until = None
         await self._step(
@@ -483,6 +498,7 @@ class DeployWorkflow:
             S.DESTROYING,
             f"Destroy {reason}" if reason.startswith("requested") else f"Destroy: {reason}",
             {"by": by, "reason": reason},
+            notify=event,
         )
 
     async def _settled(self) -> None:
@@ -531,7 +547,9 @@ class DeployWorkflow:
         if what == RETENTION_ENDS:
             await self._begin_destroy("its failure retention ended", "provisio")
         elif what == LEASE_ENDS:
-            await self._begin_destroy("its lease expired", "provisio")
+            await self._begin_destroy(
+                "its lease expired", "provisio", WebhookEventType.LEASE_EXPIRED
+            )
         else:
             await self._warn_of_lease_end()
 
@@ -552,6 +570,7 @@ class DeployWorkflow:
             f"Lease ends in {describe_seconds(before)} (at {when}); the deployment is then"
             " destroyed unless its lease is extended",
             {"expires_at": when, "before_s": before},
+            notify=WebhookEventType.LEASE_WARNING,
         )
 
     # --- the lease ----------------------------------------------------------------------------
@@ -886,9 +905,53 @@ class DeployWorkflow:
         *,
         disk_sizes: list[DiskResize] | None = None,
         configuration: dict[str, Any] | None = None,
+        notify: WebhookEventType | None = None,
     ) -> None:
+        """Record a step; tell the webhooks' receivers of a status move (or of `notify`)."""
+        before = self._status
         step = self._make_step(key, status, message, details, disk_state, disk_sizes, configuration)
-        await workflow.execute_activity_method(DeploymentSteps.record_step, step, **DB_STEP)
+        if notify is None and self._status != before:
+            notify = WebhookEventType.STATUS_CHANGED
+        step.notify = notify
+        listening = await workflow.execute_activity_method(
+            DeploymentSteps.record_step, step, **DB_STEP
+        )
+        if listening and notify is not None:
+            await self._notify(step, notify, before)
+
+    async def _notify(self, step: RecordStepInput, kind: WebhookEventType, before: S) -> None:
+        """Hand the event to its own delivery workflow, abandoned on close: the deployment
+        waits only for its start, never for a receiver (which may take a day)."""
+        event_id = webhook_event_id(self._request.deployment_id, step.event_key)
+        event = WebhookEvent(
+            event_id=event_id,
+            event_type=kind,
+            deployment_id=self._request.deployment_id,
+            occurred_at=workflow.now(),
+            data={
+                "deployment": {
+                    "id": self._request.deployment_id,
+                    "name": self._request.deployment_name,
+                    "status": self._status.value,
+                    "previous_status": before.value,
+                    "attempt": self._attempt,
+                    "expires_at": None
+                    if self._lease is None
+                    else self._lease.expires_at.isoformat(),
+                },
+                "message": step.message,
+                "details": step.details,
+            },
+        )
+        try:
+            await workflow.start_child_workflow(
+                WebhookDeliveryWorkflow.run,
+                event,
+                id=webhook_workflow_id(event_id),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # this event's delivery is on its way already
 
     def _set_status(self, status: S) -> None:
         self._status = status
