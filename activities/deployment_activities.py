@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -96,12 +97,15 @@ class DeploymentActivities(DeploymentSteps):
             await record_step(session, step)
 
     @activity.defn
-    async def record_pipeline_triggered(self, data: RecordRunInput) -> None:
-        """The run's reference and, in the same transaction, its `triggered` step."""
+    async def record_pipeline_triggered(self, data: RecordRunInput) -> bool:
+        """The run's reference and, in the same transaction, its `triggered` step; whether
+        someone listens to the step's event, as `record_step` says."""
         async with self._sessionmaker.begin() as session:
             await record_run(session, data.deployment_id, data.run)
-            if data.step is not None:
-                await record_step(session, data.step)
+            if data.step is None:
+                return False
+            await record_step(session, data.step)
+            return await self._listening(session, data.step)
 
     @activity.defn
     async def record_pipeline_run(self, data: RecordRunInput) -> None:
@@ -113,10 +117,13 @@ class DeploymentActivities(DeploymentSteps):
     async def record_step(self, data: RecordStepInput) -> bool:
         async with self._one_statement() as session:
             await record_step(session, data)
-            # Only an event asks who listens, and only the owner's URL needs the database.
-            if data.notify is None:
-                return False
-            return self._global_webhook or await owner_has_webhook(session, data.deployment_id)
+            return await self._listening(session, data)
+
+    async def _listening(self, session: AsyncSession, step: RecordStepInput) -> bool:
+        """Only an event asks who listens, and only the owner's URL needs the database."""
+        if step.notify is None:
+            return False
+        return self._global_webhook or await owner_has_webhook(session, step.deployment_id)
 
     @activity.defn
     async def record_lease(self, data: RecordLeaseInput) -> None:

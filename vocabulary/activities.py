@@ -50,7 +50,8 @@ class DeploymentSteps:
         raise NotImplementedError
 
     @activity.defn
-    async def record_pipeline_triggered(self, data: RecordRunInput) -> None:
+    async def record_pipeline_triggered(self, data: RecordRunInput) -> bool:
+        """True when its step is an event someone listens to, as for `record_step`."""
         raise NotImplementedError
 
     @activity.defn

@@ -694,17 +694,21 @@ class DeployWorkflow:
         self._run = run
         self._host_silent = False
         what = "Pipeline" if action == RunAction.DEPLOY else "Teardown"
+        before = self._status
         step = self._make_step(
             _key("triggered", run_number),
             status,
             f"{what} triggered ({run.job_id})",
             {"job_id": run.job_id, "url": run.url, "action": action.value, "run": run_number},
         )
-        await workflow.execute_activity_method(
+        step.notify = WebhookEventType.STATUS_CHANGED if self._status != before else None
+        listening = await workflow.execute_activity_method(
             DeploymentSteps.record_pipeline_triggered,
             RecordRunInput(self._request.deployment_id, run, step),
             **DB_STEP,
         )
+        if listening and step.notify is not None:
+            await self._notify(step, step.notify, before)
         return run
 
     async def _await_outcome(

@@ -72,6 +72,7 @@ async def test_each_status_move_the_lease_warning_and_its_expiry_arrive_once_sig
     assert len(receiver.requests) == len(receiver.events)  # each answered 200, each sent once
     events = received(receiver)
     assert [(kind, body["data"]["deployment"]["status"]) for kind, body in events] == [
+        ("deployment.status_changed", "queued"),
         ("deployment.status_changed", "succeeded"),
         ("deployment.lease_warning", "succeeded"),
         ("deployment.lease_expired", "destroying"),
@@ -81,9 +82,10 @@ async def test_each_status_move_the_lease_warning_and_its_expiry_arrive_once_sig
         assert body["type"] == kind
         assert body["deployment_id"] == done["id"]
         assert body["id"].startswith(f"{done['id']}:")
-    assert events[0][1]["data"]["deployment"]["previous_status"] == "queued"
-    assert events[1][1]["data"]["message"].startswith("Lease ends in 4 s")
-    assert events[2][1]["data"]["details"]["reason"] == "its lease expired"
+    assert events[0][1]["data"]["deployment"]["previous_status"] == "provisioning"
+    assert events[1][1]["data"]["deployment"]["previous_status"] == "queued"
+    assert events[2][1]["data"]["message"].startswith("Lease ends in 4 s")
+    assert events[3][1]["data"]["details"]["reason"] == "its lease expired"
 
 
 async def test_a_receiver_that_never_answers_holds_the_deployment_up_not_at_all(
