@@ -2,7 +2,8 @@
 """Entry point of the provisio-deploy Jenkins job: runs one deployment's playbook.
 
 The action (the job's ACTION parameter) picks the playbook: `deploy` runs playbooks/deploy.yml,
-`destroy` playbooks/destroy.yml; anything else is refused before Ansible starts. Reads the
+`destroy` playbooks/destroy.yml, `plan` playbooks/deploy.yml in check mode with diff (changing
+nothing); anything else is refused before Ansible starts. Reads the
 deployment's variables (the job's VARS_JSON parameter, which the Jenkinsfile writes to a
 file), refuses unsafe ones, writes them with the runner's own variables into a private vars file in
 which every user string is !unsafe, and runs ansible-playbook with the provisio_callback plugin
@@ -41,7 +42,13 @@ from pipeline.ansible_vars import (  # noqa: E402  (needs REPO_ROOT on sys.path 
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
 # The playbook of each action, relative to REPO_ROOT (the only ones this script runs).
-ACTION_PLAYBOOKS = {"deploy": "playbooks/deploy.yml", "destroy": "playbooks/destroy.yml"}
+ACTION_PLAYBOOKS = {
+    "deploy": "playbooks/deploy.yml",
+    "destroy": "playbooks/destroy.yml",
+    "plan": "playbooks/deploy.yml",
+}
+# A plan changes nothing: check mode, with each change's diff in its events.
+CHECK_MODE_ACTIONS = ("plan",)
 DISK_BACKENDS = ("directory", "lvm")
 # Exit codes of our own, distinct from ansible-playbook's (1-8, 99, 250): sysexits.h's
 # EX_DATAERR for variables we refuse, and the shell's "command not found".
@@ -247,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             playbook,
             "-e",
             f"@{vars_file}",
+            *(["--check", "--diff"] if args.action in CHECK_MODE_ACTIONS else []),
         ]
         print(
             f"run_deployment: {args.action} of deployment {args.deployment_id or '?'} (run "

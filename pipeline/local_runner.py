@@ -28,7 +28,8 @@ Each run of a deployment (its first deploy, then each retry, cancel teardown or 
     cancel-requested  written by `cancel`
     lock            serialises starting the run with cancelling it
 
-The action picks the playbook: `deploy` runs playbooks/deploy.yml, `destroy` playbooks/destroy.yml.
+The action picks the playbook: `deploy` runs playbooks/deploy.yml, `destroy` playbooks/destroy.yml,
+`plan` playbooks/deploy.yml in check mode with diff (it changes nothing).
 
 The directory is prepared under a temporary name and renamed into place, so a run directory is
 never half written and two triggers cannot both start a run. The run gets a minimal environment
@@ -73,7 +74,13 @@ if TYPE_CHECKING:
 
 PLAYBOOKS_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 # The playbook of each action; ansible-runner's artifact directory is named after the action.
-PLAYBOOKS = {RunAction.DEPLOY: "deploy.yml", RunAction.DESTROY: "destroy.yml"}
+PLAYBOOKS = {
+    RunAction.DEPLOY: "deploy.yml",
+    RunAction.DESTROY: "destroy.yml",
+    RunAction.PLAN: "deploy.yml",
+}
+# A plan changes nothing: check mode, with each change's diff in its events.
+CHECK_MODE = {RunAction.PLAN: " --check --diff"}
 JOB_PREFIX = "local-"
 RUN_FILE = "run.json"
 VARS_FILE = "vars.yml"
@@ -190,7 +197,7 @@ class LocalRunner:
             "--ident",
             action.value,
             # "=" form: argparse would take a separate "-e ..." for an option.
-            f"--cmdline=-e @{shlex.quote(str(data_dir / VARS_FILE))}",
+            f"--cmdline=-e @{shlex.quote(str(data_dir / VARS_FILE))}{CHECK_MODE.get(action, '')}",
         ]
         with _locked(data_dir):
             if (data_dir / CANCEL_FILE).exists():

@@ -72,7 +72,7 @@ JOB_PARAMETERS = {
     "VARS_JSON": ("text", "{}"),
 }
 # A choice parameter's choices; the first is its default.
-JOB_CHOICES = {"ACTION": ("deploy", "destroy")}
+JOB_CHOICES = {"ACTION": ("deploy", "destroy", "plan")}
 _PARAMETER_CLASSES = {
     "string": "hudson.model.StringParameterValue",
     "choice": "hudson.model.StringParameterValue",

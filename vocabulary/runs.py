@@ -15,10 +15,13 @@ from typing import Any
 
 
 class RunAction(enum.StrEnum):
-    """What a run does: the playbook it runs (`playbooks/<action>.yml`)."""
+    """What a run does: the playbook it runs (`playbooks/<action>.yml`; a plan runs deploy.yml
+    in check mode)."""
 
     DEPLOY = "deploy"
     DESTROY = "destroy"
+    # The deploy playbook in check mode with diff: what a deploy would do, changing nothing.
+    PLAN = "plan"
 
 
 class RunState(enum.StrEnum):
