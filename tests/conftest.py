@@ -124,6 +124,14 @@ async def client(temporal_address: str) -> Client:
 async def clean_db(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        # The audit trail refuses TRUNCATE (append-only): its owner lifts that for a test.
+        await conn.execute(
+            text("ALTER TABLE audit_entries DISABLE TRIGGER audit_entries_no_truncate")
+        )
+        await conn.execute(text("TRUNCATE audit_entries RESTART IDENTITY"))
+        await conn.execute(
+            text("ALTER TABLE audit_entries ENABLE TRIGGER audit_entries_no_truncate")
+        )
 
 
 @pytest.fixture

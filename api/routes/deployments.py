@@ -7,6 +7,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.audit import (
+    AuditDep,
+    asked_change,
+    deployment_snapshot,
+    launch_snapshot,
+    request_key,
+)
 from api.changes import change_deployment as send_change
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, require_roles
@@ -34,6 +41,7 @@ from db.deployment_reads import (
 )
 from db.models import User
 from settings import Settings
+from vocabulary.audit import AuditAction
 from vocabulary.leases import MAX_LEASE_S, extension_refusal
 from vocabulary.operations import Operation, allowed_operations, change_refusal
 from vocabulary.statuses import DeploymentStatus
@@ -80,9 +88,18 @@ async def create_deployment(
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    audit: AuditDep,
     idempotency_key: IdempotencyKey = None,
 ) -> DeploymentDetail:
     row = await launch_deployment(session, temporal, settings, user, body, idempotency_key)
+    # Keyed by its workflow: a launch answered again (the same Idempotency-Key) is one entry.
+    await audit.record(
+        AuditAction.DEPLOYMENT_LAUNCH,
+        row["id"],
+        before=None,
+        after=await launch_snapshot(session, row),
+        key=f"{AuditAction.DEPLOYMENT_LAUNCH.value}:{row['workflow_id']}",
+    )
     return _with_link(row, settings)
 
 
@@ -127,6 +144,18 @@ OPERATION_DOCS = {
     Operation.DESTROY: "Tear down a settled deployment: `destroying`, then `destroyed`.",
     Operation.RETRY: "Run the pipeline again for a failed or timed-out deployment (attempt + 1).",
 }
+OPERATION_ACTIONS = {
+    Operation.CANCEL: AuditAction.DEPLOYMENT_CANCEL,
+    Operation.DESTROY: AuditAction.DEPLOYMENT_DESTROY,
+    Operation.RETRY: AuditAction.DEPLOYMENT_RETRY,
+}
+
+
+async def _snapshot(session: Any, user: User, deployment_id: int) -> dict[str, Any] | None:
+    """The deployment before an operation, for its audit entry (None: the operation's own
+    read answers 404)."""
+    row = await deployment_detail(session, user, deployment_id)
+    return None if row is None else deployment_snapshot(row)
 
 
 def _operation_endpoint(operation: Operation) -> Callable[..., Awaitable[DeploymentDetail]]:
@@ -136,9 +165,19 @@ def _operation_endpoint(operation: Operation) -> Callable[..., Awaitable[Deploym
         session: SessionDep,
         temporal: TemporalDep,
         settings: SettingsDep,
+        audit: AuditDep,
         idempotency_key: IdempotencyKey = None,
     ) -> DeploymentDetail:
+        before = await _snapshot(session, user, deployment_id)
         row = await operate(session, temporal, user, deployment_id, operation, idempotency_key)
+        action = OPERATION_ACTIONS[operation]
+        await audit.record(
+            action,
+            deployment_id,
+            before=before,
+            after=deployment_snapshot(row),
+            key=request_key(action, deployment_id, user, idempotency_key),
+        )
         return _with_link(row, settings)
 
     endpoint.__doc__ = OPERATION_DOCS[operation]
@@ -166,11 +205,21 @@ async def extend_deployment_lease(
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    audit: AuditDep,
     idempotency_key: IdempotencyKey = None,
 ) -> DeploymentDetail:
     """Extend the deployment's lease: `extend_s` after its current expiry, or a new
     `expires_at`; never past the template's `max_lease_s` from now (422)."""
+    before = await _snapshot(session, user, deployment_id)
     row = await extend_lease(session, temporal, user, deployment_id, body, idempotency_key)
+    action = AuditAction.DEPLOYMENT_LEASE
+    await audit.record(
+        action,
+        deployment_id,
+        before=before,
+        after=deployment_snapshot(row),
+        key=request_key(action, deployment_id, user, idempotency_key),
+    )
     return _with_link(row, settings)
 
 
@@ -187,6 +236,7 @@ async def change_deployment(
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
+    audit: AuditDep,
     idempotency_key: IdempotencyKey = None,
 ) -> DeploymentDetail:
     """Change a succeeded deployment: grow its disks (`disk_allocations`: `mount_point`,
@@ -194,7 +244,21 @@ async def change_deployment(
     `succeeded` with the new sizes and values or `failed` with the reason. A shrink, a size
     outside its disk's bounds, a total past the template's cap, a value its template's overrides
     do not allow or a change that changes nothing is a 422."""
+    before = await _snapshot(session, user, deployment_id)
     row = await send_change(session, temporal, settings, user, deployment_id, body, idempotency_key)
+    # The detail still shows the old sizes and values until the run succeeds: the entry's
+    # `after` is what was asked, with the status the change moved to.
+    assert before is not None  # the change's own read would have answered 404
+    disks = [(disk.mount_point, disk.size_gb) for disk in body.disk_allocations]
+    asked = await asked_change(session, before, row["template_id"], disks, body.configuration)
+    action = AuditAction.DEPLOYMENT_CHANGE
+    await audit.record(
+        action,
+        deployment_id,
+        before=before,
+        after={**deployment_snapshot(row), **asked},
+        key=request_key(action, deployment_id, user, idempotency_key),
+    )
     return _with_link(row, settings)
 
 

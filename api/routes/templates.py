@@ -6,11 +6,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
+from api.audit import AuditDep
 from api.deps import AdminUser, CurrentUser, SessionDep, require_roles
 from api.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from api.schemas import TemplateCreate, TemplateId, TemplatePublic, error_responses
 from db.models import Template, TemplateDiskAllocation
 from domain.template_rules import template_errors
+from vocabulary.audit import AuditAction
 from vocabulary.users import Role
 
 router = APIRouter(tags=["templates"], responses=error_responses(400, 401, 403, 404, 409))
@@ -47,7 +49,7 @@ async def get_template(
 
 @router.post("/api/templates", status_code=201)
 async def create_template(
-    body: TemplateCreate, session: SessionDep, user: AdminUser
+    body: TemplateCreate, session: SessionDep, user: AdminUser, audit: AuditDep
 ) -> TemplatePublic:
     """A new template, or the next version of one: templates in use are never edited in place."""
     if len(json.dumps(body.configuration)) > MAX_CONFIGURATION_BYTES:
@@ -81,24 +83,37 @@ async def create_template(
     session.add(template)
     await session.flush()
     await session.refresh(template, ["created_at", "is_active", "disk_allocations"])
-    return TemplatePublic.model_validate(template)
+    created = TemplatePublic.model_validate(template)
+    await audit.record(
+        AuditAction.TEMPLATE_CREATE, template.id, before=None, after=created.model_dump()
+    )
+    return created
 
 
-async def _set_active(session: SessionDep, template_id: int, active: bool) -> TemplatePublic:
-    template = await session.get(Template, template_id)
+async def _set_active(
+    session: SessionDep, audit: AuditDep, template_id: int, active: bool
+) -> TemplatePublic:
+    template = await session.get(Template, template_id, with_for_update=True)
     if template is None:
         raise NotFound("template not found")
+    before = {"name": template.name, "version": template.version, "is_active": template.is_active}
     template.is_active = active
     await session.flush()
+    action = AuditAction.TEMPLATE_ACTIVATE if active else AuditAction.TEMPLATE_DEACTIVATE
+    await audit.record(action, template.id, before=before, after={**before, "is_active": active})
     return TemplatePublic.model_validate(template)
 
 
 @router.post("/api/templates/{template_id}/deactivate", dependencies=[require_roles(Role.ADMIN)])
-async def deactivate_template(template_id: TemplateId, session: SessionDep) -> TemplatePublic:
+async def deactivate_template(
+    template_id: TemplateId, session: SessionDep, audit: AuditDep
+) -> TemplatePublic:
     """No new deployments from it; existing deployments keep pointing at it."""
-    return await _set_active(session, template_id, False)
+    return await _set_active(session, audit, template_id, False)
 
 
 @router.post("/api/templates/{template_id}/activate", dependencies=[require_roles(Role.ADMIN)])
-async def activate_template(template_id: TemplateId, session: SessionDep) -> TemplatePublic:
-    return await _set_active(session, template_id, True)
+async def activate_template(
+    template_id: TemplateId, session: SessionDep, audit: AuditDep
+) -> TemplatePublic:
+    return await _set_active(session, audit, template_id, True)
