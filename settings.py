@@ -6,7 +6,7 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, IPvAnyNetwork
+from pydantic import AliasChoices, Field, IPvAnyNetwork, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -112,6 +112,21 @@ class Settings(BaseSettings):
     # A deployment's workflow continues as new past this many history events.
     workflow_max_history_events: int = 2000
 
+    # Quotas (api/quotas.py): per role, how many deployments a user may hold at once (every one
+    # not cancelled, destroyed or rejected) and how many GB their disks may add up to; empty or
+    # "unlimited": no limit. An admin sets a user's own limits with PATCH /api/users/{id}.
+    quota_admin_max_active_deployments: int | None = Field(default=None, ge=0)
+    quota_admin_max_total_gb: int | None = Field(default=None, ge=0)
+    quota_operator_max_active_deployments: int | None = Field(default=10, ge=0)
+    quota_operator_max_total_gb: int | None = Field(default=1000, ge=0)
+    quota_viewer_max_active_deployments: int | None = Field(default=0, ge=0)
+    quota_viewer_max_total_gb: int | None = Field(default=0, ge=0)
+    # A launch's or a resize's reservation counts against its user's quota until its deployment
+    # row (or its change's history row) exists, or for this long when the workflow service never
+    # said whether it took the start or the change: well above temporal_rpc_timeout_s and the
+    # time a worker takes to record a started deployment.
+    quota_reservation_ttl_s: int = Field(default=900, ge=60)
+
     # Disk work: "directory" (image files under sandbox_root; the safe default) or "lvm".
     disk_backend: str = "directory"
     sandbox_root: Path = PROJECT_ROOT / "var" / "sandbox"
@@ -130,6 +145,34 @@ class Settings(BaseSettings):
     # Embedded stack: where PostgreSQL's data, Temporal's database file and secrets live.
     data_dir: Path = PROJECT_ROOT / "var"
     admin_password: str = Field(default="", repr=False)
+
+    @field_validator(
+        "quota_admin_max_active_deployments",
+        "quota_admin_max_total_gb",
+        "quota_operator_max_active_deployments",
+        "quota_operator_max_total_gb",
+        "quota_viewer_max_active_deployments",
+        "quota_viewer_max_total_gb",
+        mode="before",
+    )
+    @classmethod
+    def _unlimited(cls, value: object) -> object:
+        """An empty value or "unlimited" in the environment: no limit."""
+        if isinstance(value, str) and value.strip().lower() in ("", "unlimited", "none", "null"):
+            return None
+        return value
+
+    def role_quota(self, role: str) -> tuple[int | None, int | None]:
+        """A role's default (max_active_deployments, max_total_gb); None: unlimited."""
+        defaults = {
+            "admin": (self.quota_admin_max_active_deployments, self.quota_admin_max_total_gb),
+            "operator": (
+                self.quota_operator_max_active_deployments,
+                self.quota_operator_max_total_gb,
+            ),
+            "viewer": (self.quota_viewer_max_active_deployments, self.quota_viewer_max_total_gb),
+        }
+        return defaults.get(role, (0, 0))
 
     def host_task_queue(self) -> str:
         """This worker host's own task queue."""
