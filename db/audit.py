@@ -70,8 +70,9 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(32))
     target_type: Mapped[str] = mapped_column(String(16))
     target_id: Mapped[int] = mapped_column(BigInteger)
-    before: Mapped[Any | None] = mapped_column(JSONB)
-    after: Mapped[Any | None] = mapped_column(JSONB)
+    # JSON or null (a creation has no before).
+    before: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    after: Mapped[Any] = mapped_column(JSONB, nullable=True)
     request_key: Mapped[str | None] = mapped_column(String(255), unique=True)
 
 

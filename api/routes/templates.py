@@ -13,6 +13,7 @@ from api.schemas import TemplateCreate, TemplateId, TemplatePublic, error_respon
 from db.models import Template, TemplateDiskAllocation
 from domain.template_rules import template_errors
 from vocabulary.audit import AuditAction
+from vocabulary.configuration import masked
 from vocabulary.users import Role
 
 router = APIRouter(tags=["templates"], responses=error_responses(400, 401, 403, 404, 409))
@@ -84,9 +85,11 @@ async def create_template(
     await session.flush()
     await session.refresh(template, ["created_at", "is_active", "disk_allocations"])
     created = TemplatePublic.model_validate(template)
-    await audit.record(
-        AuditAction.TEMPLATE_CREATE, template.id, before=None, after=created.model_dump()
-    )
+    # The defaults' secrets (declared by the overrides, or named so) masked, like a deployment's.
+    orchestration = body.configuration.get("provisio")
+    overrides = orchestration.get("overrides") if isinstance(orchestration, dict) else None
+    entry = {**created.model_dump(), "configuration": masked(body.configuration, overrides)}
+    await audit.record(AuditAction.TEMPLATE_CREATE, template.id, before=None, after=entry)
     return created
 
 
