@@ -7,6 +7,7 @@ import { deploymentsPage, newDeploymentPage } from "./page-deployments.js";
 import { deploymentPage } from "./page-deployment.js";
 import { templatePage, templatesPage } from "./page-templates.js";
 import { adminTemplatesPage, usersPage } from "./page-admin.js";
+import { auditPage } from "./page-audit.js";
 
 const routes = [
   { pattern: "/login", page: loginPage, title: "Sign in", public: true },
@@ -17,6 +18,7 @@ const routes = [
   { pattern: "/templates/:id", page: templatePage, title: "Template" },
   { pattern: "/admin/users", page: usersPage, title: "Users", admin: true },
   { pattern: "/admin/templates", page: adminTemplatesPage, title: "Manage templates", admin: true },
+  { pattern: "/admin/audit", page: auditPage, title: "Audit", admin: true },
 ];
 
 const session = { user: null };
@@ -67,7 +69,9 @@ function renderNav() {
     return;
   }
   const links = [["/deployments", "Deployments"], ["/templates", "Templates"]];
-  if (user.role === "admin") links.push(["/admin/users", "Users"], ["/admin/templates", "Manage templates"]);
+  if (user.role === "admin") {
+    links.push(["/admin/users", "Users"], ["/admin/templates", "Manage templates"], ["/admin/audit", "Audit"]);
+  }
   setChildren(nav,
     h("ul", { class: "nav-links" }, links.map(([href, text]) => h("li", {}, link(href, text)))),
     h("div", { class: "nav-user" },

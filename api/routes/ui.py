@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from settings import PROJECT_ROOT
 from vocabulary import callback_events
+from vocabulary.audit import AUDIT_ACTIONS, AUDIT_TARGETS
 from vocabulary.configuration import MASK, SECRET_KEY
 from vocabulary.disks import DiskState
 from vocabulary.operations import STARTS_AS, Operation
@@ -39,6 +40,7 @@ PAGES = (
     "/templates/{template_id:int}",
     "/admin/users",
     "/admin/templates",
+    "/admin/audit",
 )
 # No inline script or style, nothing from another origin: the token the UI keeps in storage is
 # only as safe as the page is free of injected script.
@@ -92,6 +94,9 @@ def vocabulary_module() -> str:
         # history shows one.
         "SECRET_KEY_PATTERN": SECRET_KEY.pattern,
         "MASK": MASK,
+        # The audit trail's actions and target kinds (its page's filters).
+        "AUDIT_ACTIONS": list(AUDIT_ACTIONS),
+        "AUDIT_TARGETS": list(AUDIT_TARGETS),
     }
     lines = [
         f"export const {name} = Object.freeze({json.dumps(value)});"
