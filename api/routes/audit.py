@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import SessionDep, require_roles
@@ -57,7 +57,11 @@ class AuditQuery(BaseModel):
     actor_id: Annotated[
         int | None, Field(ge=1, le=INT_MAX, description="the acting user's id"), AsciiDigits
     ] = None
-    actor: Annotated[str | None, Field(max_length=64, description="the acting username")] = None
+    actor: Annotated[
+        str | None,
+        # No control characters: PostgreSQL's text holds no NUL, and no username has one.
+        Field(max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$", description="the acting username"),
+    ] = None
     action: AuditAction | None = None
     target_type: AuditTarget | None = None
     target_id: Annotated[
@@ -69,6 +73,17 @@ class AuditQuery(BaseModel):
     limit: Annotated[
         int, Field(ge=1, le=AUDIT_MAX_ROWS, description="entries per page"), AsciiDigits
     ] = 50
+
+    @field_validator("since", "until")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        # 9999-12-31T23:59-05:00 is past what Python (and so the driver) holds in UTC.
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
 
 
 @router.get(

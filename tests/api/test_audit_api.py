@@ -209,6 +209,8 @@ async def test_filters_and_pages_newest_first(
         {"target_type": "host"},
         {"since": "yesterday"},
         {"since": "2026-01-01T00:00:00"},  # no time zone: which one?
+        {"until": "9999-12-31T23:59:59-23:59"},  # past what UTC holds
+        {"actor": "ad\x00min"},
         {"limt": "5"},
     ],
 )
