@@ -20,8 +20,8 @@ def plan(sandbox: Sandbox, disks: list[dict[str, object]]) -> tuple[int, list[st
         {"provisio_disk_backend": "directory", "provisio_sandbox_root": str(sandbox.root)},
     )
     run = run_playbook("deploy.yml", sandbox.vars_file, sandbox.tmp, "--check", "--diff")
-    task = run.tasks.get("disk : Plan the image files", {})
-    return run.rc, [item["msg"] for item in task.get("results", [])], run.output
+    shown = run.tasks.get("disk : Show the plan", {}).get("msg")
+    return run.rc, shown.split("; ") if shown else [], run.output
 
 
 def tree(root: Path) -> dict[str, tuple[int, int]]:
