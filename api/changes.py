@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import Conflict, NotFound, TemporalUnavailable, ValidationFailed
 from api.operations import UPDATE_RPC_TIMEOUT
+from api.quotas import reserve_resize, resize_settled
 from api.schemas import DeploymentChange
 from db.deployment_reads import deployment_detail
 from db.models import User
@@ -85,6 +86,19 @@ async def change_deployment(
         errors += unmounted_xfs_errors(disks, asked)
     if errors:
         raise ValidationFailed(errors)
+    reservation = None
+    if asked:
+        # The owner's quota, whoever asks: checked and the sizes reserved under their row lock,
+        # committed before the workflow is asked (nothing is held meanwhile); 422 sends nothing.
+        reservation = await reserve_resize(
+            session,
+            settings,
+            owner_id=row["user_id"],
+            deployment_id=deployment_id,
+            workflow_id=row["workflow_id"],
+            asked=asked,
+        )
+        await session.commit()
     handle = temporal.get_workflow_handle(row["workflow_id"])
     try:
         await handle.execute_update(
@@ -94,6 +108,9 @@ async def change_deployment(
             rpc_timeout=UPDATE_RPC_TIMEOUT,
         )
     except WorkflowUpdateFailedError as exc:
+        if reservation is not None:  # refused: it grows nothing
+            await resize_settled(session, reservation)
+            await session.commit()
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type == OPERATION_REFUSED:
             raise Conflict(cause.message) from None
@@ -103,11 +120,18 @@ async def change_deployment(
         raise
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:  # the workflow ended meanwhile
+            if reservation is not None:
+                await resize_settled(session, reservation)
+                await session.commit()
             raise Conflict(f"the deployment's workflow has ended: {exc.message}") from None
+        # Unknown whether the change landed: the reservation holds the sizes until it expires.
         raise TemporalUnavailable(
             f"the workflow service did not answer; retry with the same Idempotency-Key: "
             f"{exc.message}"
         ) from None
+    if reservation is not None:  # accepted: its `change-requested` history row holds the sizes
+        await resize_settled(session, reservation)
+        await session.commit()
     refreshed = await deployment_detail(session, user, deployment_id)
     assert refreshed is not None
     return refreshed

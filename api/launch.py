@@ -32,6 +32,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import Conflict, TemporalUnavailable, ValidationFailed
+from api.quotas import launch_abandoned, launch_recorded, reserve_launch
 from api.schemas import DeploymentCreate
 from db.deployment_reads import deployment_detail
 from db.models import User
@@ -119,6 +120,16 @@ async def launch_deployment(
     if await deployment_name_taken(session, user.id, body.deployment_name):
         raise Conflict(f"a deployment named {body.deployment_name!r} already exists")
     deployment_id = await next_deployment_id(session)
+    # Under the user's row lock: the quota checked, and this deployment reserved until its row
+    # exists (api/quotas.py). 422 quota_exceeded with nothing written.
+    reservation = await reserve_launch(
+        session,
+        settings,
+        user,
+        deployment_id=deployment_id,
+        workflow_id=workflow_id,
+        disks=deployment.disks,
+    )
     await session.commit()  # nothing is held while the workflow service is asked
 
     try:
@@ -134,8 +145,13 @@ async def launch_deployment(
             rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_s),
         )
     except WorkflowAlreadyStartedError:
+        await launch_abandoned(session, reservation)  # that workflow's request reserved its own
         return await _adopt(session, temporal, settings, user, workflow_id, body)
     except RPCError as exc:
+        if exc.status not in _OUTCOME_UNKNOWN:  # refused: nothing started, nothing held
+            await launch_abandoned(session, reservation)
+        # Unknown: the workflow may still record its row; the reservation holds the quota
+        # until it does, or expires.
         raise _start_not_confirmed(exc, deployment_id, idempotency_key) from None
 
     try:
@@ -150,7 +166,10 @@ async def launch_deployment(
     except DuplicateDeploymentName as exc:
         # A launch of the same name won the race since the check: this workflow's own
         # record step meets the same refusal and ends it with nothing built.
+        await session.rollback()
+        await launch_abandoned(session, reservation)
         raise Conflict(str(exc)) from None
+    await launch_recorded(session, workflow_id)  # the row counts itself now
     await session.commit()
     if new is None:  # the workflow's first step was quicker and wrote the row itself
         return await _detail_of(session, user, deployment_id)

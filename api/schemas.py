@@ -52,9 +52,37 @@ class UserCreate(Strict):
     role: RoleName
 
 
+QuotaLimit = Annotated[int, Field(ge=0, le=INT_MAX)]
+
+
 class UserUpdate(Strict):
+    """PATCH /api/users/{id}: each field absent leaves it as it is. `max_active_deployments`,
+    `max_total_gb`: this user's own quota; null returns them to their role's default."""
+
     role: RoleName | None = None
     is_active: bool | None = None
+    max_active_deployments: QuotaLimit | None = None
+    max_total_gb: QuotaLimit | None = None
+
+
+class QuotaPublic(BaseModel):
+    """A user's quota as it applies now, and what they use (api/quotas.py)."""
+
+    max_active_deployments: int | None = Field(
+        description="How many deployments the user may hold at once (every one not cancelled, "
+        "destroyed or rejected); their own limit, else their role's; null: no limit."
+    )
+    max_total_gb: int | None = Field(
+        description="How many GB their deployments' disks may add up to; null: no limit."
+    )
+    active_deployments: int = Field(
+        description="Their deployments not cancelled, destroyed or rejected (launches not "
+        "recorded yet included)."
+    )
+    total_gb: int = Field(
+        description="Their active deployments' disks, in GB (a resize in progress at its new "
+        "sizes)."
+    )
 
 
 class UserPublic(BaseModel):
@@ -67,13 +95,30 @@ class UserPublic(BaseModel):
 
 
 class UserAdminView(UserPublic):
+    """A user as an admin manages them (the row's fields: what the audit trail records)."""
+
     is_active: bool
+    max_active_deployments: int | None = Field(
+        description="This user's own limit as an admin set it; null: their role's default."
+    )
+    max_total_gb: int | None = Field(
+        description="This user's own limit as an admin set it; null: their role's default."
+    )
+
+
+class UserAdminDetail(UserAdminView):
+    """What the admin's user endpoints answer: the user with the quota that applies and their
+    use."""
+
+    quota: QuotaPublic
 
 
 class UserMe(UserPublic):
-    """The signed-in user as they see themselves: with their webhook's URL (never its secret)."""
+    """The signed-in user as they see themselves: with their webhook's URL (never its secret)
+    and their quota with what they use."""
 
     webhook_url: str | None
+    quota: QuotaPublic
 
 
 class UserMeUpdate(Strict):

@@ -45,6 +45,9 @@ class User(Base):
         CheckConstraint(
             "(webhook_url IS NULL) = (webhook_secret IS NULL)", name="users_webhook_signed"
         ),
+        CheckConstraint(
+            "max_active_deployments >= 0 AND max_total_gb >= 0", name="users_quota_not_negative"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -58,6 +61,9 @@ class User(Base):
     # secret is shown once, when made; it must be readable to sign, so it is not hashed).
     webhook_url: Mapped[str | None] = mapped_column(Text)
     webhook_secret: Mapped[str | None] = mapped_column(Text)
+    # Addition: this user's own quota (api/quotas.py); null: their role's default from settings.
+    max_active_deployments: Mapped[int | None] = mapped_column(Integer)
+    max_total_gb: Mapped[int | None] = mapped_column(Integer)
 
 
 class Template(Base):
@@ -134,6 +140,32 @@ class Deployment(Base):
     retained_until: Mapped[datetime | None] = mapped_column()
     # Addition: when the deployment's lease ends and it is destroyed (null: no lease).
     expires_at: Mapped[datetime | None] = mapped_column()
+
+
+class QuotaReservation(Base):
+    """Addition: what a launch or a resize holds against its user's quota while its deployment
+    row or its change's history row does not exist yet (api/quotas.py, db/quotas.py). Written
+    under the user's row lock in the transaction that checks the quota; removed where the row
+    is written or the start or change is known to have failed; past `expires_at` (the workflow
+    service never answered) it counts no more."""
+
+    __tablename__ = "quota_reservations"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ("launch", "resize")), name="quota_reservations_kind"),
+        Index("ix_quota_reservations_user_id", "user_id"),
+        Index("ix_quota_reservations_workflow_id", "workflow_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    # The drawn id of the deployment a launch starts (no row yet), or the resized deployment's.
+    deployment_id: Mapped[int] = mapped_column(BigInteger)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    # [{"mount_point", "size_gb"}]: a launch's disks, or a resize's asked sizes.
+    disks: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column()
 
 
 class DiskAllocation(DiskColumns, Base):

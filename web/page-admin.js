@@ -25,7 +25,7 @@ export async function usersPage(ctx) {
 
   async function load() {
     const users = await api.get("/api/users", { signal: ctx.signal });
-    setChildren(list, users.length ? table(["Username", "Role", "State", "Created"],
+    setChildren(list, users.length ? table(["Username", "Role", "State", "Quota", "Created"],
       users.map((user) => userRow(user)), { caption: "Users" }) : emptyState("No users."));
   }
 
@@ -62,7 +62,53 @@ export async function usersPage(ctx) {
       cell("Role", h("div", { class: "inline" }, h("label", { for: `role-${user.id}`, class: "visually-hidden" },
         `Role of ${user.username}`), select, change), rowStatus),
       cell("State", h("div", { class: "inline" }, h("span", {}, user.is_active ? "active" : "disabled"), toggle)),
+      cell("Quota", quotaEditor(user)),
       cell("Created", time(user.created_at)));
+  }
+
+  // The quota that applies and the use, and the user's own limits (empty: the role's default).
+  function quotaEditor(user) {
+    const q = user.quota;
+    const of = (used, limit, unit) => `${used}${unit} ${limit === null ? "(no limit)" : `of ${limit}${unit}`}`;
+    const rowStatus = h("span", { class: "row-status", role: "status" });
+    const limitInput = (name, label, value) => h("span", { class: "inline" },
+      h("label", { for: `${name}-${user.id}` }, label, h("span", { class: "visually-hidden" }, ` of ${user.username}`)),
+      h("input", { id: `${name}-${user.id}`, name, type: "number", min: "0", step: "1", inputmode: "numeric",
+        value: value ?? "", placeholder: "default", class: "quota-limit" }));
+    const save = h("button", { type: "submit", class: "secondary small" }, "Save quota");
+    const form = h("form", { class: "inline", novalidate: true, "aria-label": `Quota of ${user.username}` },
+      limitInput("max_active_deployments", "Max deployments", user.max_active_deployments),
+      limitInput("max_total_gb", "Max GB", user.max_total_gb), save);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const read = (name) => {
+        const text = form.elements[name].value.trim();
+        return text === "" ? null : Number(text);
+      };
+      save.disabled = true;
+      rowStatus.className = "row-status";
+      rowStatus.textContent = "Saving…";
+      try {
+        const changed = await api.patch(`/api/users/${user.id}`, {
+          max_active_deployments: read("max_active_deployments"), max_total_gb: read("max_total_gb"),
+        });
+        const now = changed.quota;
+        setChildren(message, flash(`${user.username} may now hold ${now.max_active_deployments ?? "unlimited"} `
+          + `deployments and ${now.max_total_gb === null ? "unlimited" : `${now.max_total_gb} GB`}.`));
+        await load();
+        document.getElementById(`max_active_deployments-${user.id}`)?.focus();
+      } catch (error) {
+        setChildren(message);
+        rowStatus.textContent = error instanceof ApiError && error.fieldErrors.length
+          ? error.fieldErrors.map((e) => `${e.loc.at(-1)}: ${e.msg}`).join("; ") : error.message;
+        rowStatus.className = "row-status field-error";
+        save.disabled = false;
+      }
+    });
+    return h("div", {},
+      h("p", { class: "quota-use" }, `Deployments: ${of(q.active_deployments, q.max_active_deployments, "")}; `
+        + `disks: ${of(q.total_gb, q.max_total_gb, " GB")}`),
+      form, rowStatus);
   }
 
   // Create a user.
@@ -103,6 +149,7 @@ export async function usersPage(ctx) {
   await load();
   return h("section", {}, pageHeader("Users"),
     h("p", { class: "hint" }, "Roles: admin (everything), operator (deploys), viewer (reads). A change applies to the user's next request."),
+    h("p", { class: "hint" }, "Quota: how many deployments a user may hold at once (all but cancelled, destroyed and rejected) and how many GB their disks may add up to. Leave a limit empty for the role's default; a lower limit takes nothing away, it refuses the next launch or growth."),
     message, list, form);
 }
 
