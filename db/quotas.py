@@ -12,7 +12,9 @@ rejection release it by moving the status alone:
   changes asked for (`change-requested` history rows: the rows take a grown size only once a
   run made it, and a failed change's retry deploys it) and the sizes reserved by a resize in
   flight; plus the disks of the launches not yet recorded. Disks only grow, so the largest is
-  what the deployment holds or is about to.
+  what the deployment holds or is about to. A `succeeded` deployment's rows hold the sizes its
+  last run made, which every change before it asked for, so only the other statuses' history
+  is read (a deployment's history also holds every playbook event: never read it whole).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import QuotaReservation
-from vocabulary.statuses import TERMINAL_STATUSES
+from vocabulary.statuses import TERMINAL_STATUSES, DeploymentStatus
 
 TERMINAL = sorted(status.value for status in TERMINAL_STATUSES)
 
@@ -79,7 +81,7 @@ pending AS (
     ORDER BY r.workflow_id, r.id DESC
 ),
 live AS (
-    SELECT d.id, d.user_id FROM deployments d
+    SELECT d.id, d.user_id, d.status FROM deployments d
     WHERE d.user_id = ANY(:users) AND d.status <> ALL(:terminal)
 ),
 sizes AS (
@@ -91,7 +93,7 @@ sizes AS (
     CROSS JOIN LATERAL jsonb_to_recordset(
         CASE WHEN jsonb_typeof(h.details -> 'disks') = 'array' THEN h.details -> 'disks' END
     ) AS asked(mount_point text, size_gb int)
-    WHERE h.event_key LIKE 'change-requested%'
+    WHERE live.status <> :succeeded AND h.event_key LIKE 'change-requested%'
     UNION ALL
     SELECT live.user_id, r.deployment_id, asked.mount_point, asked.size_gb
     FROM live JOIN reserved r ON r.deployment_id = live.id
@@ -115,6 +117,7 @@ FROM unnest(CAST(:users AS integer[])) AS u(id)
     bindparam("users", type_=ARRAY(Integer)),
     bindparam("terminal", type_=ARRAY(String)),
     bindparam("skip_workflow", type_=String),
+    bindparam("succeeded", type_=String),
 )
 
 
@@ -124,7 +127,13 @@ async def quota_uses(
     """What each user uses now, in one statement. `skip_workflow`: leave out the launch
     reservations of that workflow (a launch that retries its own Idempotency-Key replaces them)."""
     rows = await (await session.connection()).execute(
-        _USE, {"users": list(user_ids), "terminal": TERMINAL, "skip_workflow": skip_workflow}
+        _USE,
+        {
+            "users": list(user_ids),
+            "terminal": TERMINAL,
+            "skip_workflow": skip_workflow,
+            "succeeded": DeploymentStatus.SUCCEEDED.value,
+        },
     )
     return {row.id: QuotaUse(int(row.active_deployments), int(row.total_gb)) for row in rows}
 

@@ -170,6 +170,40 @@ async def test_a_resize_past_max_total_gb_is_refused_and_sends_nothing(
     assert (await quota_of(api, owner))["total_gb"] == 30
 
 
+async def test_a_failed_resize_keeps_counting_its_new_sizes_until_destroyed(
+    api: httpx.AsyncClient,
+    worker: None,
+    client: Client,
+    make_user: Any,
+    runner: RecordingRunnerDouble,
+) -> None:
+    """The rows take a grown size only when a run made it, but a failed change's retry deploys
+    the new sizes: they count from the request on, whatever the run did, until destroyed."""
+    admin, owner = await make_user("admin"), await make_user("operator")
+    done = await succeeded(api, client, owner, await bounded_template(api, admin))  # 10 + 5 GB
+    assert (await patch(api, owner, done["id"], ("/data/db", 40))).status_code == 202
+    await triggered(runner, 2)
+    await handle_of(client, done).signal(
+        DeployWorkflow.pipeline_finished,
+        PipelineFinished(False, {"web-1": {"failures": 1}}, "lvextend failed", run=2),
+    )
+    failed = await wait_status(api, owner, done["id"], "failed")
+    assert sizes(failed) == {"/data/db": 10, "/data/wal": 5}  # as the rows say
+    assert (await quota_of(api, owner))["total_gb"] == 45
+    await set_quota(api, admin, owner, max_total_gb=50)
+    more = await launch(api, owner, await bounded_template(api, admin), "pg-two")
+    assert more.status_code == 422, more.text
+    assert more.json()["detail"][0]["ctx"]["used"] == 45
+
+    assert (await operate(api, owner, done["id"], "destroy")).status_code == 202
+    await triggered(runner, 3)
+    await handle_of(client, done).signal(
+        DeployWorkflow.pipeline_finished, PipelineFinished(True, STATS, run=3)
+    )
+    await wait_status(api, owner, done["id"], "destroyed")
+    assert (await quota_of(api, owner))["total_gb"] == 0
+
+
 async def test_destroy_releases_the_quota(
     api: httpx.AsyncClient,
     worker: None,
