@@ -6,9 +6,11 @@ launch that started nothing holds nothing."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select, text, update
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -23,6 +25,7 @@ from tests.doubles import RecordingRunnerDouble
 from tests.workflows.test_deploy_flow import history, wait_status
 from tests.workflows.test_lifecycle import STATS, handle_of, operate, succeeded, triggered
 from vocabulary.contracts import PipelineFinished
+from vocabulary.statuses import DeploymentStatus
 from workflows.deploy import DeployWorkflow
 
 
@@ -393,3 +396,67 @@ async def test_a_start_the_workflow_recorded_itself_counts_once(
         assert (await launch(http, alice, template_id, "pg-two")).status_code == 201
         assert (await launch(http, alice, template_id, "pg-three")).status_code == 422
     assert await reservations(sessionmaker) == 0  # pruned by the checks since
+
+
+@pytest.mark.parametrize("status", list(DeploymentStatus))
+async def test_only_cancelled_destroyed_and_rejected_release(
+    status: DeploymentStatus,
+    api: httpx.AsyncClient,
+    make_user: Any,
+    make_template: Any,
+    sessionmaker: SessionMaker,
+) -> None:
+    """The workflow moves the status; the quota follows it with nothing to release: awaiting
+    approval, failed and timed out hold their place and disks, the terminal statuses none."""
+    alice = await make_user("operator")
+    created = await launch(api, alice, await make_template(), "pg-one")
+    assert created.status_code == 201, created.text
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            update(Deployment).where(Deployment.id == created.json()["id"]).values(status=status)
+        )
+    held = (0, 0) if status.is_terminal else (1, 25)
+    quota = await quota_of(api, alice)
+    assert (quota["active_deployments"], quota["total_gb"]) == held
+
+
+async def test_a_keyed_retry_at_the_limit_replaces_its_own_reservation(
+    settings: Settings,
+    client: Client,
+    make_user: Any,
+    make_template: Any,
+    sessionmaker: SessionMaker,
+) -> None:
+    """The start's outcome was unknown, so its reservation holds the user's one place; the
+    retry with the same Idempotency-Key names the same workflow and must not be refused for
+    the place it holds itself."""
+    settings.quota_operator_max_active_deployments = 1
+    alice = await make_user("operator")
+    template_id = await make_template()
+    body = {"template_id": template_id, "deployment_name": "pg-one"}
+    headers = {**alice.headers, "Idempotency-Key": f"launch-{uuid.uuid4()}"}
+    async for http in _api_with(settings, _NeverAnswers(client)):
+        lost = await http.post("/api/deployments", json=body, headers=headers)
+        assert lost.status_code == 503, lost.text
+        other = await launch(http, alice, template_id, "pg-two")
+        assert other.status_code == 422, other.text  # the place is held
+    async for http in _api_with(settings, client):
+        retried = await http.post("/api/deployments", json=body, headers=headers)
+        assert retried.status_code == 201, retried.text
+        assert (await quota_of(http, alice))["active_deployments"] == 1
+    assert await deployments(sessionmaker, alice.id) == 1
+
+
+def test_role_defaults_read_unlimited_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROVISIO_QUOTA_OPERATOR_MAX_TOTAL_GB", "unlimited")
+    monkeypatch.setenv("PROVISIO_QUOTA_ADMIN_MAX_ACTIVE_DEPLOYMENTS", "50")
+    monkeypatch.setenv("PROVISIO_QUOTA_VIEWER_MAX_TOTAL_GB", "")
+    settings = Settings()
+    assert settings.role_quota("operator") == (10, None)
+    assert settings.role_quota("admin") == (50, None)
+    assert settings.role_quota("viewer") == (0, None)
+    monkeypatch.setenv("PROVISIO_QUOTA_OPERATOR_MAX_TOTAL_GB", "-1")
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        Settings()
