@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from api.cursors import decode_cursor, encode_cursor
 from api.deps import SessionDep, require_roles
@@ -49,6 +57,17 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
+def _iso_only(value: Any) -> Any:
+    # pydantic reads `0.5` or `1700000000` as seconds since 1970: a time here is ISO 8601.
+    if isinstance(value, str) and not ISO_DATETIME.match(value):
+        raise ValueError("must be an ISO 8601 date and time with a zone")
+    return value
+
+
+ISO_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]")
+IsoDatetime = BeforeValidator(_iso_only)
+
+
 class AuditQuery(BaseModel):
     """The audit page's query. Unknown parameters are refused, like the history's."""
 
@@ -67,8 +86,10 @@ class AuditQuery(BaseModel):
     target_id: Annotated[
         int | None, Field(ge=1, le=BIGINT_MAX, description="with target_type"), AsciiDigits
     ] = None
-    since: Annotated[AwareDatetime | None, Field(description="entries at or after")] = None
-    until: Annotated[AwareDatetime | None, Field(description="entries before")] = None
+    since: Annotated[
+        AwareDatetime | None, Field(description="entries at or after"), IsoDatetime
+    ] = None
+    until: Annotated[AwareDatetime | None, Field(description="entries before"), IsoDatetime] = None
     cursor: Annotated[str | None, Field(max_length=64)] = None
     limit: Annotated[
         int, Field(ge=1, le=AUDIT_MAX_ROWS, description="entries per page"), AsciiDigits

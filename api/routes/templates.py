@@ -24,7 +24,10 @@ MAX_CONFIGURATION_BYTES = 64 * 1024
 async def list_templates(
     user: CurrentUser,
     session: SessionDep,
-    service_type: Annotated[str | None, Query(max_length=64)] = None,
+    # No control characters: PostgreSQL's text holds no NUL (a 500 from the driver otherwise).
+    service_type: Annotated[
+        str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")
+    ] = None,
     include_inactive: bool = False,
 ) -> list[TemplatePublic]:
     """Active templates; admins may ask for the inactive ones too (to reactivate them)."""

@@ -210,6 +210,8 @@ async def test_filters_and_pages_newest_first(
         {"since": "yesterday"},
         {"since": "2026-01-01T00:00:00"},  # no time zone: which one?
         {"until": "9999-12-31T23:59:59-23:59"},  # past what UTC holds
+        {"until": "0.5"},  # not seconds since 1970
+        {"since": "1700000000"},
         {"actor": "ad\x00min"},
         {"limt": "5"},
     ],
