@@ -290,3 +290,23 @@ async def test_a_key_records_once_and_credentials_never_reach_the_table(
     assert redacted(secret_laden) == entry.after
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(AuditEntry)) == 1
+
+
+async def test_a_quota_change_is_one_entry_with_the_old_and_new_limits(
+    api: httpx.AsyncClient, make_user: Any
+) -> None:
+    admin, operator = await make_user("admin"), await make_user("operator")
+    body = {"max_active_deployments": 3, "max_total_gb": 50}
+    response = await api.patch(f"/api/users/{operator.id}", json=body, headers=admin.headers)
+    assert response.status_code == 200, response.text
+    back = {"max_total_gb": None}
+    response = await api.patch(f"/api/users/{operator.id}", json=back, headers=admin.headers)
+    assert response.status_code == 200, response.text
+    cleared, raised = await entries(api, admin, action="user.update", target_id=operator.id)
+    assert (raised["before"]["max_active_deployments"], raised["before"]["max_total_gb"]) == (
+        None,
+        None,
+    )
+    assert (raised["after"]["max_active_deployments"], raised["after"]["max_total_gb"]) == (3, 50)
+    assert (cleared["before"]["max_total_gb"], cleared["after"]["max_total_gb"]) == (50, None)
+    assert cleared["after"]["max_active_deployments"] == 3
