@@ -6,7 +6,10 @@ import { cell, emptyState, errorSummary, field, FormErrors, h, link, pageHeader,
 import { AUDIT_ACTIONS, AUDIT_TARGETS } from "./vocabulary.js";
 
 const FILTERS = ["actor", "action", "target_type", "target_id", "since", "until"];
-const SHOWN_ON_CREATE = 6; // a creation lists its first few fields, then how many more
+const SHOWN_ON_CREATE = 4; // a creation lists its first few fields, then how many more
+// A creation's fields that name it come first; its id and time are the row's own already.
+const NAMING = ["name", "username", "role", "version", "service_type", "status"];
+const SAID_ELSEWHERE = new Set(["id", "created_at"]);
 
 // A nested object as dotted paths to its leaves: {disks: {"/data": {size_gb: 10}}} →
 // {"disks./data.size_gb": 10}. Arrays are leaves.
@@ -32,9 +35,12 @@ export function changeSummary(before, after) {
   const old = flatten(before);
   const now = flatten(after);
   if (before === null || before === undefined) {
-    const items = [...now].slice(0, SHOWN_ON_CREATE).map(([path, value]) =>
+    const rank = (path) => (NAMING.includes(path) ? NAMING.indexOf(path) : NAMING.length);
+    const fields = [...now].filter(([path, value]) => !SAID_ELSEWHERE.has(path) && value !== null)
+      .sort(([a], [b]) => rank(a) - rank(b));
+    const items = fields.slice(0, SHOWN_ON_CREATE).map(([path, value]) =>
       h("li", {}, h("span", { class: "audit-key" }, path), ": ", shown(value)));
-    const more = now.size - SHOWN_ON_CREATE;
+    const more = fields.length - SHOWN_ON_CREATE;
     return h("div", { class: "audit-change" }, h("span", { class: "hint" }, "new:"),
       h("ul", {}, items, more > 0 ? h("li", { class: "hint" }, `…and ${more} more`) : null));
   }

@@ -14,6 +14,7 @@ pytest.importorskip("playwright", reason="install it with: .venv/bin/pip install
 from playwright.async_api import Page, expect  # noqa: E402
 
 from tests.ui.pages import sign_in  # noqa: E402
+from tests.ui.support import screenshot  # noqa: E402
 
 
 async def test_an_admin_reads_filters_and_pages_the_audit_trail(
@@ -50,6 +51,7 @@ async def test_an_admin_reads_filters_and_pages_the_audit_trail(
     await expect(change.locator("[data-label='Before → after']")).to_have_text(
         "role: viewer → operator"
     )
+    await screenshot(page, "audit-trail")
 
     # Filtered by action (in the address, so the view can be shared).
     await page.get_by_label("Action").select_option("user.create")
