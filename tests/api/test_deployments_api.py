@@ -14,6 +14,7 @@ from db.models import Deployment, DeploymentHistory, DiskAllocation
 from db.session import SessionMaker
 from tests.conftest import wait_for
 from tests.doubles import RecordingRunnerDouble
+from tests.workflows.test_deploy_flow import wait_status
 
 
 async def _counts(sessionmaker: SessionMaker) -> tuple[int, int, int]:
@@ -175,6 +176,9 @@ async def test_a_key_reused_for_another_deployment_is_409_and_changes_nothing(
     headers = {**alice.headers, "Idempotency-Key": "form-77"}
     first = await api.post("/api/deployments", json=body, headers=headers)
     assert first.status_code == 201
+    # Counted once the workflow has written its provisioning rows (it then waits for the run):
+    # counted earlier, its own rows landing meanwhile looked like the refused request's.
+    await wait_status(api, alice, first.json()["id"], "queued")
     before = await _counts(sessionmaker)
     other = await api.post(
         "/api/deployments", json={**body, "deployment_name": "pg-two"}, headers=headers
