@@ -78,8 +78,9 @@ def request_key(
 
 
 def deployment_snapshot(detail: dict[str, Any]) -> dict[str, Any]:
-    """What an entry keeps of a deployment's detail (its secrets already masked by the read)."""
-    return {
+    """What an entry keeps of a deployment's detail (its secrets already masked by the read),
+    with its approval (`{state, by, at, comment}`) when it has one."""
+    snapshot = {
         "name": detail["deployment_name"],
         "status": detail["status"],
         "attempt": detail["attempt"],
@@ -93,6 +94,9 @@ def deployment_snapshot(detail: dict[str, Any]) -> dict[str, Any]:
             for disk in detail["disk_allocations"]
         },
     }
+    if detail.get("approval") is not None:
+        snapshot["approval"] = detail["approval"]
+    return snapshot
 
 
 async def _overrides(session: AsyncSession, template_id: int) -> Any:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.audit import deployment_snapshot
 from db.audit import AuditEntry, record_audit, redacted
 from db.models import User
 from db.session import SessionMaker
@@ -310,3 +311,20 @@ async def test_a_quota_change_is_one_entry_with_the_old_and_new_limits(
     assert (raised["after"]["max_active_deployments"], raised["after"]["max_total_gb"]) == (3, 50)
     assert (cleared["before"]["max_total_gb"], cleared["after"]["max_total_gb"]) == (50, None)
     assert cleared["after"]["max_active_deployments"] == 3
+
+
+def test_a_deployment_snapshot_keeps_its_approval_when_it_has_one() -> None:
+    detail: dict[str, Any] = {
+        "deployment_name": "pg-one",
+        "status": "awaiting_approval",
+        "attempt": 1,
+        "expires_at": None,
+        "configuration": {"port": 5432},
+        "disk_allocations": [{"mount_point": "/data", "size_gb": 10, "filesystem_type": "xfs"}],
+        "approval": None,
+    }
+    assert "approval" not in deployment_snapshot(detail)
+    decided = {"state": "approved", "by": "root", "at": "2026-12-02T05:00:00Z", "comment": "ok"}
+    snapshot = deployment_snapshot({**detail, "approval": decided})
+    assert snapshot["approval"] == decided
+    assert snapshot["disks"] == {"/data": {"size_gb": 10, "filesystem_type": "xfs"}}
