@@ -19,6 +19,7 @@ from db.models import User
 from db.session import SessionMaker
 from settings import Settings
 from tests.api.test_admin_api import template
+from tests.api.test_numeric_inputs import NOT_NUMBERS
 from vocabulary.audit import AuditAction, AuditTarget
 
 PROXIED = {"X-Forwarded-For": "198.51.100.23"}
@@ -328,3 +329,15 @@ def test_a_deployment_snapshot_keeps_its_approval_when_it_has_one() -> None:
     snapshot = deployment_snapshot({**detail, "approval": decided})
     assert snapshot["approval"] == decided
     assert snapshot["disks"] == {"/data": {"size_gb": 10, "filesystem_type": "xfs"}}
+
+
+@pytest.mark.parametrize("name", ["actor_id", "target_id", "limit"])
+async def test_numbers_are_ascii_digits_in_range(
+    name: str, api: httpx.AsyncClient, make_user: Any
+) -> None:
+    admin = await make_user("admin")
+    for value in [*NOT_NUMBERS, "0", str(2**63)]:
+        response = await api.get("/api/audit", params={name: value}, headers=admin.headers)
+        assert response.status_code == 422, (name, value, response.text)
+    response = await api.get("/api/audit", params={name: "1"}, headers=admin.headers)
+    assert response.status_code == 200
