@@ -143,7 +143,8 @@ export async function auditPage(ctx) {
     setChildren(region, table(["When", "Who", "From", "Action", "Target", "Before → after"],
       page.items.map((entry) => h("tr", { dataset: { id: String(entry.id), action: entry.action } },
         cell("When", time(entry.at)),
-        cell("Who", entry.actor.username, " ", h("span", { class: "role" }, entry.actor.role)),
+        // One child per cell: on a phone the cell is a grid of its label and its content.
+        cell("Who", h("span", {}, entry.actor.username, " ", h("span", { class: "role" }, entry.actor.role))),
         cell("From", h("code", {}, entry.address)),
         cell("Action", h("code", {}, entry.action)),
         cell("Target", targetLink(entry.target)),

@@ -13,12 +13,13 @@ import pytest
 pytest.importorskip("playwright", reason="install it with: .venv/bin/pip install playwright")
 from playwright.async_api import Page, expect  # noqa: E402
 
+from tests.ui.conftest import PHONE  # noqa: E402
 from tests.ui.pages import sign_in  # noqa: E402
 from tests.ui.support import screenshot  # noqa: E402
 
 
 async def test_an_admin_reads_filters_and_pages_the_audit_trail(
-    page: Page, http: httpx.AsyncClient, make_user: Any, make_template: Any
+    page: Page, new_page: Any, http: httpx.AsyncClient, make_user: Any, make_template: Any
 ) -> None:
     admin = await make_user("admin")
     for name in ("erin", "frank", "grace"):
@@ -52,6 +53,16 @@ async def test_an_admin_reads_filters_and_pages_the_audit_trail(
         "role: viewer → operator"
     )
     await screenshot(page, "audit-trail")
+
+    # On a phone each entry is a card, its fields labelled.
+    phone = await new_page(viewport=PHONE, storage_state=await page.context.storage_state())
+    await phone.goto("/admin/audit")
+    card = phone.locator("table.audit tbody tr").nth(1)
+    await expect(card.locator("[data-label='Before → after']")).to_have_text(
+        "role: viewer → operator"
+    )
+    assert (await card.bounding_box() or {"width": 999})["width"] <= PHONE["width"]
+    await screenshot(phone, "audit-trail-phone")
 
     # Filtered by action (in the address, so the view can be shared).
     await page.get_by_label("Action").select_option("user.create")
