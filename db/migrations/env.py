@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import db.audit  # noqa: F401  (its table on Base.metadata, for autogenerate)
 from db.models import Base
 from db.session import create_engine
 from settings import get_settings
