@@ -11,6 +11,7 @@ from db.repository import (
     deployment_exists,
     insert_deployment,
     load_template_snapshot,
+    record_approval,
     record_lease,
     record_run,
     record_step,
@@ -22,6 +23,7 @@ from vocabulary.activities import DeploymentSteps
 from vocabulary.contracts import (
     DeployRequest,
     DisksAllocatedInput,
+    RecordApprovalInput,
     RecordDeploymentInput,
     RecordLeaseInput,
     RecordRunInput,
@@ -130,3 +132,11 @@ class DeploymentActivities(DeploymentSteps):
         """The lease's new expiry and its history row, in one transaction."""
         async with self._sessionmaker.begin() as session:
             await record_lease(session, data)
+
+    @activity.defn
+    async def record_approval(self, data: RecordApprovalInput) -> bool:
+        """The approval (and plan) with its step, in one transaction; whether someone listens
+        to the step's event, as `record_step` says."""
+        async with self._sessionmaker.begin() as session:
+            await record_approval(session, data)
+            return await self._listening(session, data.step)

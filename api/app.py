@@ -13,6 +13,7 @@ from api.api_docs import install_api_docs
 from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handler
 from api.routes import (
+    approvals,
     audit,
     auth,
     callbacks,
@@ -91,7 +92,19 @@ def create_app(
             excluded_urls="/metrics,/api/health",
             exclude_spans=["receive", "send"],
         )
-    routers = (health, auth, users, templates, deployments, audit, events, callbacks, ui, metrics)
+    routers = (
+        health,
+        auth,
+        users,
+        templates,
+        deployments,
+        approvals,
+        audit,
+        events,
+        callbacks,
+        ui,
+        metrics,
+    )
     for module in routers:
         app.include_router(module.router)
     return app

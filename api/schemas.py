@@ -18,6 +18,7 @@ from pydantic import (
 
 from domain.validation import FILESYSTEMS, MAX_DISK_GB
 from domain.webhook_urls import url_problem as webhook_url_problem
+from vocabulary.approvals import MAX_APPROVAL_COMMENT, ApprovalState
 from vocabulary.disks import DiskState
 from vocabulary.leases import MAX_LEASE_S
 from vocabulary.operations import Operation
@@ -276,6 +277,19 @@ class DeploymentPage(BaseModel):
     next_cursor: str | None
 
 
+class ApprovalDecision(Strict):
+    """POST …/approve or …/reject: an optional comment, shown in history and the detail."""
+
+    comment: Annotated[str, StringConstraints(max_length=MAX_APPROVAL_COMMENT)] | None = None
+
+
+class ApprovalPublic(BaseModel):
+    state: ApprovalState
+    by: str | None
+    at: datetime | None
+    comment: str | None
+
+
 class DeploymentDetail(DeploymentSummary):
     """The seed's "fetch deployment with details"."""
 
@@ -288,7 +302,10 @@ class DeploymentDetail(DeploymentSummary):
     temporal_url: str
     attempt: int
     retained_until: datetime | None
-    approval: dict[str, Any] | None = None
+    # Null unless its template requires approval.
+    approval: ApprovalPublic | None = None
+    # What approving builds (check-mode run): disks, configuration (secrets masked), hosts.
+    plan: dict[str, Any] | None = None
     # What the owner may do now (vocabulary.operations): the UI and the CLI offer exactly these.
     allowed_operations: list[Operation]
     # Whether POST …/lease may extend the lease now (vocabulary.leases): the UI offers it then.

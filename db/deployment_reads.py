@@ -56,6 +56,11 @@ async def deployment_detail(
         Deployment.jenkins_job_id,
         Deployment.attempt,
         Deployment.retained_until,
+        Deployment.approval_state,
+        Deployment.approval_by,
+        Deployment.approval_at,
+        Deployment.approval_comment,
+        Deployment.plan,
         disks_json(
             DiskAllocation,
             DiskAllocation.deployment_id == Deployment.id,
@@ -68,6 +73,8 @@ async def deployment_detail(
         return None
     detail = dict(row)
     detail["configuration"] = masked(detail["configuration"], detail.pop("declared_overrides"))
+    approval = {key: detail.pop(f"approval_{key}") for key in ("state", "by", "at", "comment")}
+    detail["approval"] = approval if approval["state"] is not None else None
     return detail
 
 

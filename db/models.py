@@ -23,11 +23,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from vocabulary.approvals import ApprovalState
 from vocabulary.disks import DiskState
 from vocabulary.statuses import HISTORY_STATUSES, DeploymentStatus
 from vocabulary.users import ROLES
 
 STATUSES = tuple(status.value for status in DeploymentStatus)
+APPROVAL_STATES = tuple(state.value for state in ApprovalState)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -112,6 +114,9 @@ class Deployment(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "deployment_name", name="deployments_user_name_key"),
         CheckConstraint(_one_of("status", STATUSES), name="deployments_status_valid"),
+        CheckConstraint(
+            _one_of("approval_state", APPROVAL_STATES), name="deployments_approval_state_valid"
+        ),
         # Newest-first listing per user and per status, keyset-paginated on id.
         Index("ix_deployments_user_id_id", "user_id", "id"),
         Index("ix_deployments_status_id", "status", "id"),
@@ -120,6 +125,12 @@ class Deployment(Base):
             "ix_deployments_expires_at",
             "expires_at",
             postgresql_where=text("expires_at IS NOT NULL"),
+        ),
+        # The approvals page: what waits, oldest first.
+        Index(
+            "ix_deployments_awaiting_approval",
+            "created_at",
+            postgresql_where=text("status = 'awaiting_approval'"),
         ),
     )
 
@@ -140,6 +151,12 @@ class Deployment(Base):
     retained_until: Mapped[datetime | None] = mapped_column()
     # Addition: when the deployment's lease ends and it is destroyed (null: no lease).
     expires_at: Mapped[datetime | None] = mapped_column()
+    # Addition: its approval (null unless its template requires one) and the plan approved.
+    approval_state: Mapped[str | None] = mapped_column(String(16))
+    approval_by: Mapped[str | None] = mapped_column(String(64))
+    approval_at: Mapped[datetime | None] = mapped_column()
+    approval_comment: Mapped[str | None] = mapped_column(Text)
+    plan: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class QuotaReservation(Base):

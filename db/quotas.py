@@ -93,7 +93,7 @@ sizes AS (
     CROSS JOIN LATERAL jsonb_to_recordset(
         CASE WHEN jsonb_typeof(h.details -> 'disks') = 'array' THEN h.details -> 'disks' END
     ) AS asked(mount_point text, size_gb int)
-    WHERE live.status <> :succeeded AND h.event_key LIKE 'change-requested%'
+    WHERE live.status <> :succeeded_status AND h.event_key LIKE 'change-requested%'
     UNION ALL
     SELECT live.user_id, r.deployment_id, asked.mount_point, asked.size_gb
     FROM live JOIN reserved r ON r.deployment_id = live.id
@@ -117,7 +117,7 @@ FROM unnest(CAST(:users AS integer[])) AS u(id)
     bindparam("users", type_=ARRAY(Integer)),
     bindparam("terminal", type_=ARRAY(String)),
     bindparam("skip_workflow", type_=String),
-    bindparam("succeeded", type_=String),
+    bindparam("succeeded_status", type_=String),
 )
 
 
@@ -132,7 +132,7 @@ async def quota_uses(
             "users": list(user_ids),
             "terminal": TERMINAL,
             "skip_workflow": skip_workflow,
-            "succeeded": DeploymentStatus.SUCCEEDED.value,
+            "succeeded_status": DeploymentStatus.SUCCEEDED.value,
         },
     )
     return {row.id: QuotaUse(int(row.active_deployments), int(row.total_gb)) for row in rows}

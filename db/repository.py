@@ -32,7 +32,12 @@ from db.models import (
     TemplateDiskAllocation,
 )
 from domain.validation import TemplateSnapshot
-from vocabulary.contracts import RecordLeaseInput, RecordStepInput, ValidatedDeployment
+from vocabulary.contracts import (
+    RecordApprovalInput,
+    RecordLeaseInput,
+    RecordStepInput,
+    ValidatedDeployment,
+)
 from vocabulary.disks import DISK_FIELDS, DiskSpec
 from vocabulary.operations import ENTERED_FROM
 from vocabulary.runs import RunRef
@@ -286,6 +291,26 @@ async def record_lease(session: AsyncSession, lease: RecordLeaseInput) -> None:
         update(Deployment)
         .where(Deployment.id == lease.deployment_id)
         .values(expires_at=lease.expires_at, updated_at=func.now())
+    )
+
+
+async def record_approval(session: AsyncSession, data: RecordApprovalInput) -> None:
+    """The deployment's approval (and its plan, when given) and the step it makes, in the
+    caller's transaction; a repeated call writes the same."""
+    await record_step(session, data.step)
+    approval = data.approval
+    plan = {} if data.plan is None else {"plan": data.plan}
+    await (await session.connection()).execute(
+        update(Deployment)
+        .where(Deployment.id == data.deployment_id)
+        .values(
+            approval_state=approval.state.value,
+            approval_by=approval.by,
+            approval_at=approval.at,
+            approval_comment=approval.comment,
+            updated_at=func.now(),
+            **plan,
+        )
     )
 
 

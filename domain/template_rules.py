@@ -12,6 +12,8 @@ from domain.validation import RESERVED_KEY, FieldError
 from vocabulary.leases import MAX_LEASE_S, MAX_LEASE_WARNINGS
 
 MAX_CALLBACK_TIMEOUT_S = 7 * 24 * 3600
+# An approval waits at most 90 days (the template's `approval_timeout_s`).
+MAX_APPROVAL_TIMEOUT_S = 90 * 24 * 3600
 
 
 def _error(loc: list[str | int], msg: str) -> FieldError:
@@ -40,6 +42,8 @@ SETTINGS = (
     "lease_s",
     "max_lease_s",
     "lease_warnings_s",
+    "requires_approval",
+    "approval_timeout_s",
 )
 # A failed deployment keeps what it built for at most this long (90 days) before its teardown.
 MAX_FAILURE_RETENTION_S = 90 * 24 * 3600
@@ -82,6 +86,11 @@ def _orchestration(settings: Any) -> list[FieldError]:
         ),
         "lease_s": (1, MAX_LEASE_S, f"must be an integer from 1 to {MAX_LEASE_S} (seconds)"),
         "max_lease_s": (1, MAX_LEASE_S, f"must be an integer from 1 to {MAX_LEASE_S} (seconds)"),
+        "approval_timeout_s": (
+            1,
+            MAX_APPROVAL_TIMEOUT_S,
+            f"must be an integer from 1 to {MAX_APPROVAL_TIMEOUT_S} (seconds)",
+        ),
     }
     for key, (low, high, msg) in bounds.items():
         value = settings.get(key)
@@ -94,6 +103,8 @@ def _orchestration(settings: Any) -> list[FieldError]:
             or (high is not None and value > high)
         ):
             errors.append(_error([*loc, key], msg))
+    if "requires_approval" in settings and not isinstance(settings["requires_approval"], bool):
+        errors.append(_error([*loc, "requires_approval"], "must be true or false"))
     return errors + _lease(settings, loc)
 
 

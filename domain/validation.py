@@ -129,6 +129,12 @@ def _failure_retention(configuration: dict[str, Any]) -> int | None:
     return retention if valid else None
 
 
+def _approval_timeout(orchestration: dict[str, Any]) -> int | None:
+    timeout = orchestration.get("approval_timeout_s")
+    valid = isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0
+    return timeout if valid else None
+
+
 def _lease_settings(configuration: dict[str, Any]) -> dict[str, Any]:
     """The template's lease: its length, its longest extension (the lease itself when unset: no
     extension), and its warnings (None: the defaults). Absent or malformed: no lease."""
@@ -274,4 +280,6 @@ def validate_deployment(
         failure_retention_s=_failure_retention(template.configuration),
         **_lease_settings(template.configuration),
         secret_keys=declared_secrets(orchestration.get("overrides")),
+        requires_approval=orchestration.get("requires_approval") is True,
+        approval_timeout_s=_approval_timeout(orchestration),
     )

@@ -18,6 +18,7 @@ from temporalio import activity
 from vocabulary.contracts import (
     DeployRequest,
     DisksAllocatedInput,
+    RecordApprovalInput,
     RecordDeploymentInput,
     RecordLeaseInput,
     RecordRunInput,
@@ -66,6 +67,11 @@ class DeploymentSteps:
 
     @activity.defn
     async def record_lease(self, data: RecordLeaseInput) -> None:
+        raise NotImplementedError
+
+    @activity.defn
+    async def record_approval(self, data: RecordApprovalInput) -> bool:
+        """True when its step is an event someone listens to, as for `record_step`."""
         raise NotImplementedError
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from vocabulary.approvals import Approval
 from vocabulary.disks import DiskOverride, DiskResize, DiskSpec, DiskState
 from vocabulary.leases import Lease
 from vocabulary.notifications import WebhookEventType
@@ -38,6 +39,9 @@ class ValidatedDeployment:
     lease_warnings_s: list[int] | None = None
     # Configuration keys the template's overrides schema marks secret (masked in history).
     secret_keys: list[str] = field(default_factory=list)
+    # The template's `provisio.requires_approval` and `approval_timeout_s`.
+    requires_approval: bool = False
+    approval_timeout_s: int | None = None
 
 
 @dataclass
@@ -51,6 +55,8 @@ class DeploymentState:
     retained_until: datetime | None = None
     host: RunHost | None = None  # None until the first run chose it
     lease: Lease | None = None  # None when the deployment has no lease
+    approval: Approval | None = None  # None unless its template requires one
+    built: bool = True  # a deploy run started (a deployment only planned has nothing to tear down)
 
 
 @dataclass
@@ -183,6 +189,17 @@ class RecordStepInput:
     configuration: JSON | None = None
     # The step is an event for the webhooks' receivers (`record_step` says whether any listen).
     notify: WebhookEventType | None = None
+
+
+@dataclass
+class RecordApprovalInput:
+    """The deployment's approval as it now stands (and its plan, once made), with the step it
+    makes, in one transaction."""
+
+    deployment_id: int
+    approval: Approval
+    step: RecordStepInput
+    plan: JSON | None = None
 
 
 @dataclass

@@ -12,3 +12,5 @@ LEASE_REFUSED = "LeaseRefused"
 # A change the deployment does not allow (a shrink, an unknown disk, nothing changed; the API's
 # 422).
 CHANGE_REFUSED = "ChangeRefused"
+# An approval the decider may not give: the requester deciding on their own deployment (403).
+APPROVAL_FORBIDDEN = "ApprovalForbidden"

@@ -24,7 +24,7 @@ IN_PROGRESS = frozenset({S.PENDING, S.PROVISIONING, S.QUEUED, S.RUNNING})
 # The statuses an operation may start from. A cancel while cancelling, or a destroy while
 # destroying, is the same operation asked twice: accepted, and nothing new happens.
 STARTS_FROM: dict[Operation, frozenset[S]] = {
-    Operation.CANCEL: IN_PROGRESS | {S.CANCELLING},
+    Operation.CANCEL: IN_PROGRESS | {S.AWAITING_APPROVAL, S.CANCELLING},
     Operation.DESTROY: SETTLED_STATUSES | {S.DESTROYING},
     Operation.RETRY: frozenset({S.FAILED, S.TIMED_OUT}),
 }
@@ -37,7 +37,8 @@ STARTS_AS: dict[Operation, S] = {
 }
 
 _HINTS: dict[Operation, str] = {
-    Operation.CANCEL: "only a deployment still being provisioned can be cancelled",
+    Operation.CANCEL: "only a deployment awaiting approval or still being provisioned can be "
+    "cancelled",
     Operation.DESTROY: "only a succeeded, failed or timed-out deployment can be destroyed",
     Operation.RETRY: "only a failed or timed-out deployment can be retried",
 }
@@ -77,17 +78,18 @@ def change_refusal(status: S) -> str | None:
 # the status alone.
 ENTERED_FROM: dict[S, frozenset[S]] = {
     S.PENDING: frozenset(),
-    S.AWAITING_APPROVAL: frozenset({S.PENDING}),
+    # A retry after a failed plan asks for approval again.
+    S.AWAITING_APPROVAL: frozenset({S.PENDING, S.PROVISIONING}),
     S.REJECTED: frozenset({S.PENDING, S.AWAITING_APPROVAL}),
     S.PROVISIONING: frozenset({S.PENDING, S.AWAITING_APPROVAL, S.FAILED, S.TIMED_OUT}),
     S.QUEUED: frozenset({S.PENDING, S.PROVISIONING}),
     S.RUNNING: frozenset({S.PENDING, S.PROVISIONING, S.QUEUED}),
     S.SUCCEEDED: IN_PROGRESS | {S.UPDATING},
     # A teardown that fails leaves a failed deployment, to be destroyed or retried.
-    S.FAILED: IN_PROGRESS | {S.UPDATING, S.CANCELLING, S.DESTROYING},
+    S.FAILED: IN_PROGRESS | {S.AWAITING_APPROVAL, S.UPDATING, S.CANCELLING, S.DESTROYING},
     S.TIMED_OUT: IN_PROGRESS | {S.UPDATING},
     S.UPDATING: frozenset({S.SUCCEEDED}),
-    S.CANCELLING: IN_PROGRESS,
+    S.CANCELLING: IN_PROGRESS | {S.AWAITING_APPROVAL},
     S.CANCELLED: frozenset({S.CANCELLING}),
     S.DESTROYING: SETTLED_STATUSES,
     S.DESTROYED: frozenset({S.DESTROYING}),

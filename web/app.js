@@ -7,6 +7,7 @@ import { deploymentsPage, newDeploymentPage } from "./page-deployments.js";
 import { deploymentPage } from "./page-deployment.js";
 import { templatePage, templatesPage } from "./page-templates.js";
 import { adminTemplatesPage, usersPage } from "./page-admin.js";
+import { approvalsPage } from "./page-approvals.js";
 import { auditPage } from "./page-audit.js";
 
 const routes = [
@@ -18,6 +19,7 @@ const routes = [
   { pattern: "/templates/:id", page: templatePage, title: "Template" },
   { pattern: "/admin/users", page: usersPage, title: "Users", admin: true },
   { pattern: "/admin/templates", page: adminTemplatesPage, title: "Manage templates", admin: true },
+  { pattern: "/admin/approvals", page: approvalsPage, title: "Approvals", admin: true },
   { pattern: "/admin/audit", page: auditPage, title: "Audit", admin: true },
 ];
 
@@ -70,7 +72,8 @@ function renderNav() {
   }
   const links = [["/deployments", "Deployments"], ["/templates", "Templates"]];
   if (user.role === "admin") {
-    links.push(["/admin/users", "Users"], ["/admin/templates", "Manage templates"], ["/admin/audit", "Audit"]);
+    links.push(["/admin/approvals", "Approvals"], ["/admin/users", "Users"],
+      ["/admin/templates", "Manage templates"], ["/admin/audit", "Audit"]);
   }
   setChildren(nav,
     h("ul", { class: "nav-links" }, links.map(([href, text]) => h("li", {}, link(href, text)))),

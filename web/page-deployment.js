@@ -7,6 +7,7 @@ import {
   announce, badge, cell, confirmDialog, definitionList, externalLink, h, link, statusLabel, table,
   time, setChildren
 } from "./dom.js";
+import { approvalControl } from "./approval-control.js";
 import { configControl } from "./config-control.js";
 import { leaseControl } from "./lease-control.js";
 import { resizeControl } from "./resize-control.js";
@@ -245,6 +246,10 @@ export async function deploymentPage(ctx) {
     id, signal: ctx.signal, enabled: canDeploy(ctx.user),
     onResized: (answer) => { applyDetail(answer); follower.wake(); },
   });
+  const approval = approvalControl({
+    user: ctx.user, signal: ctx.signal,
+    onDecided: (answer) => { applyDetail(answer); follower.wake(); },
+  });
   const configChange = configControl({
     id, signal: ctx.signal, enabled: canDeploy(ctx.user),
     onChanged: (answer) => { applyDetail(answer); follower.wake(); },
@@ -276,6 +281,7 @@ export async function deploymentPage(ctx) {
     lease.render(detail);
     resize.render(detail);
     configChange.render(detail);
+    approval.render(detail);
     renderActions();
   }
 
@@ -513,6 +519,7 @@ export async function deploymentPage(ctx) {
     links,
     reasonBox,
     facts,
+    approval.element,
     lease.element,
     stepsHeading, timelineBox,
     h("h2", {}, "Progress"), progressBox,

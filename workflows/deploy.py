@@ -31,6 +31,14 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from vocabulary.activities import DeploymentSteps, PipelineSteps
+    from vocabulary.approvals import (
+        DEFAULT_APPROVAL_TIMEOUT_S,
+        Approval,
+        ApprovalDecided,
+        ApprovalRequest,
+        ApprovalState,
+        make_plan,
+    )
     from vocabulary.configuration import configuration_changes, describe_changes
     from vocabulary.contracts import (
         ChangeAccepted,
@@ -45,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         OperationRequest,
         PipelineFinished,
         PipelineStarted,
+        RecordApprovalInput,
         RecordDeploymentInput,
         RecordLeaseInput,
         RecordRunInput,
@@ -60,7 +69,13 @@ with workflow.unsafe.imports_passed_through():
         resize_errors,
         resized,
     )
-    from vocabulary.errors import CHANGE_REFUSED, LEASE_REFUSED, OPERATION_REFUSED, REJECTIONS
+    from vocabulary.errors import (
+        APPROVAL_FORBIDDEN,
+        CHANGE_REFUSED,
+        LEASE_REFUSED,
+        OPERATION_REFUSED,
+        REJECTIONS,
+    )
     from vocabulary.leases import (
         DEFAULT_LEASE_WARNINGS_S,
         Lease,
@@ -136,6 +151,9 @@ class DeployWorkflow:
         self._host: RunHost | None = None  # where the runs live; chosen at the first run
         self._host_silent = False  # the host left a call untaken for host_answer_timeout_s
         self._lease: Lease | None = None
+        self._approval: Approval | None = None
+        self._plan_ready = False  # the plan of the approval asked for now is recorded
+        self._built = False  # a deploy run started: there may be something to tear down
         # The change in progress, as history says it: its name, and what it made when it is done.
         self._change = _change_name(True, False)
         self._change_done = ""
@@ -150,6 +168,8 @@ class DeployWorkflow:
             self._retained_until = state.retained_until
             self._host = state.host
             self._lease = state.lease
+            self._approval = state.approval
+            self._built = state.built
 
     @workflow.run
     async def run(self, request: DeployRequest) -> DeployResult:
@@ -284,6 +304,59 @@ class DeployWorkflow:
         )
 
     @workflow.update
+    async def approve(self, request: ApprovalRequest) -> ApprovalDecided:
+        self._refuse_decision(request)  # asked again: another decision may have come first
+        self._approval = Approval(
+            ApprovalState.APPROVED, request.decided_by, workflow.now(), request.comment
+        )
+        said = f": {request.comment}" if request.comment else ""
+        await self._record_approval(
+            _key("approved", self._runs),
+            S.PROVISIONING,
+            f"Approved by {request.decided_by}{said}",
+            {"by": request.decided_by, "comment": request.comment},
+        )
+        return ApprovalDecided(ApprovalState.APPROVED, self._status)
+
+    @approve.validator
+    def _validate_approval(self, request: ApprovalRequest) -> None:
+        self._refuse_decision(request)
+
+    @workflow.update
+    async def reject(self, request: ApprovalRequest) -> ApprovalDecided:
+        self._refuse_decision(request)
+        self._approval = Approval(
+            ApprovalState.REJECTED, request.decided_by, workflow.now(), request.comment
+        )
+        said = f": {request.comment}" if request.comment else ""
+        await self._record_approval(
+            "end",
+            S.REJECTED,
+            f"Rejected by {request.decided_by}{said}; nothing was built",
+            {"by": request.decided_by, "comment": request.comment},
+        )
+        return ApprovalDecided(ApprovalState.REJECTED, self._status)
+
+    @reject.validator
+    def _validate_rejection(self, request: ApprovalRequest) -> None:
+        self._refuse_decision(request)
+
+    def _refuse_decision(self, request: ApprovalRequest) -> None:
+        """Only a deployment awaiting approval with its plan made; never by its requester."""
+        if self._status != S.AWAITING_APPROVAL:
+            msg = (
+                f"the deployment is {self._status.value.replace('_', ' ')}: only a deployment "
+                "awaiting approval can be approved or rejected"
+            )
+            raise ApplicationError(msg, type=OPERATION_REFUSED, non_retryable=True)
+        if request.decided_by_id == self._request.user_id:
+            msg = "the requester cannot approve or reject their own deployment"
+            raise ApplicationError(msg, type=APPROVAL_FORBIDDEN, non_retryable=True)
+        if not self._plan_ready:
+            msg = "its plan is still being made: decide once it is shown"
+            raise ApplicationError(msg, type=OPERATION_REFUSED, non_retryable=True)
+
+    @workflow.update
     async def extend_lease(self, request: LeaseRequest) -> LeaseAccepted:
         async with self._lease_lock:
             # Asked again: an expiry or another extension may have come in between.
@@ -351,13 +424,19 @@ class DeployWorkflow:
             await self._reject(request.deployment_id, rejection)
             raise
         self._deployment = deployment
-        if self._status == S.PENDING:  # not cancelled meanwhile
+        # Not cancelled meanwhile; one that needs approval asks for it as it starts provisioning.
+        if self._status == S.PENDING and not self._needs_approval():
             self._set_status(S.PROVISIONING)
-            await workflow.execute_activity_method(
-                DeploymentSteps.record_disks_allocated,
-                DisksAllocatedInput(request.deployment_id, deployment.disks),
-                **DB_STEP,
-            )
+            await self._begin_building()
+
+    async def _begin_building(self) -> None:
+        """The disks planned in the database, and the lease from now."""
+        await workflow.execute_activity_method(
+            DeploymentSteps.record_disks_allocated,
+            DisksAllocatedInput(self._request.deployment_id, self._validated().disks),
+            **DB_STEP,
+        )
+        if self._lease is None:
             await self._start_lease()
 
     async def _validate(self, request: DeployRequest) -> ValidatedDeployment:
@@ -396,6 +475,10 @@ class DeployWorkflow:
     async def _provision(self) -> None:
         """One deploy attempt: start its run, wait for its outcome, settle. Returns early when a
         cancel arrives (the cancel stops the run)."""
+        if self._needs_approval():
+            if not await self._seek_approval():
+                return  # rejected, expired, cancelled, or its plan failed
+            await self._begin_building()
         deployment = self._validated()
         try:
             run = await self._start_run(RunAction.DEPLOY, S.QUEUED)
@@ -461,6 +544,110 @@ class DeployWorkflow:
             configuration=deployment.configuration,
         )
 
+    # --- approval -----------------------------------------------------------------------------
+
+    def _needs_approval(self) -> bool:
+        approval = self._approval
+        return self._validated().requires_approval and (
+            approval is None or approval.state != ApprovalState.APPROVED
+        )
+
+    async def _seek_approval(self) -> bool:
+        """Plan (a check-mode run on the hosts), then wait for an admin's decision, at most the
+        template's approval_timeout_s (silence rejects). True once approved; False when it was
+        rejected, expired, cancelled or its plan failed (failed: a retry plans again)."""
+        deployment = self._validated()
+        self._approval = Approval(ApprovalState.PENDING)
+        self._plan_ready = False
+        await self._step(
+            _key("approval-requested", self._runs + 1),
+            S.AWAITING_APPROVAL,
+            "Awaiting approval: planning what it would build",
+            {},
+        )
+        try:
+            run = await self._start_run(RunAction.PLAN, S.AWAITING_APPROVAL)
+        except ActivityError as error:
+            reason = f"Plan failed: {self._run_error(error)}"
+            await self._fail(_key("result", self._runs), reason, retain=False)
+            return False
+        timeout = timedelta(
+            seconds=deployment.callback_timeout_s or self._request.default_callback_timeout_s
+        )
+        outcome = await self._await_outcome(run, self._runs, timeout, deploying=False)
+        assert outcome is not None  # only a deploy run is interrupted
+        status, message, details = outcome
+        if self._status == S.CANCELLING:
+            return False  # cancelled while it planned
+        if status != S.SUCCEEDED:
+            reason = details.get("reason") or message
+            failed = f"Plan failed: {reason}; nothing was built"
+            await self._fail(
+                _key("result", self._runs), failed, details, status=status, retain=False
+            )
+            return False
+        seconds = deployment.approval_timeout_s or DEFAULT_APPROVAL_TIMEOUT_S
+        deadline = workflow.now() + timedelta(seconds=seconds)
+        plan = make_plan(
+            deployment.disks,
+            deployment.configuration,
+            deployment.secret_keys,
+            list((details.get("stats") or {}).keys()),
+            {
+                "id": deployment.template_id,
+                "name": deployment.template_name,
+                "version": deployment.template_version,
+            },
+        )
+        self._plan_ready = True
+        hosts = ", ".join(plan["hosts"]) or "no host"
+        await self._record_approval(
+            _key("plan", self._runs),
+            S.AWAITING_APPROVAL,
+            f"Plan ready ({len(plan['disks'])} disks on {hosts}): awaiting an admin's "
+            f"approval until {deadline.isoformat()}",
+            {"plan": plan, "decide_by": deadline.isoformat()},
+            plan,
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._status != S.AWAITING_APPROVAL, timeout=timedelta(seconds=seconds)
+            )
+        except TimeoutError:
+            self._approval = Approval(ApprovalState.EXPIRED, None, workflow.now())
+            await self._record_approval(
+                "end",
+                S.REJECTED,
+                f"Rejected: nobody approved it within {describe_seconds(seconds)}; nothing "
+                "was built",
+                {"approval_timeout_s": seconds},
+            )
+            return False
+        await workflow.wait_condition(workflow.all_handlers_finished)  # the decision recorded
+        return self._status == S.PROVISIONING
+
+    async def _record_approval(
+        self,
+        key: str,
+        status: S,
+        message: str,
+        details: dict[str, Any],
+        plan: dict[str, Any] | None = None,
+    ) -> None:
+        """The approval as it now stands (and the plan), with its step, in one transaction;
+        tells the webhooks' receivers of a status move."""
+        assert self._approval is not None
+        before = self._status
+        step = self._make_step(key, status, message, details)
+        step.notify = WebhookEventType.STATUS_CHANGED if self._status != before else None
+        listening = await workflow.execute_activity_method(
+            DeploymentSteps.record_approval,
+            RecordApprovalInput(self._request.deployment_id, self._approval, step, plan),
+            **DB_STEP,
+        )
+        if listening and step.notify is not None:
+            await self._notify(step, step.notify, before)
+
     # --- cancel, destroy, retention -----------------------------------------------------------
 
     async def _cancel(self) -> None:
@@ -470,7 +657,7 @@ class DeployWorkflow:
             reason = "Cancel failed: the pipeline run could not be stopped"
             await self._fail(_key("cancel-failed", self._runs), reason)
             return
-        if self._runs > 0:
+        if self._built:
             ok, reason = await self._teardown()
             if not ok:
                 failed = f"Cancel failed: teardown failed: {reason}"
@@ -640,6 +827,8 @@ class DeployWorkflow:
             retained_until=self._retained_until,
             host=self._host,
             lease=self._lease,
+            approval=self._approval,
+            built=self._built,
         )
         workflow.continue_as_new(dataclasses.replace(self._request, resume=state))
 
@@ -693,6 +882,7 @@ class DeployWorkflow:
         )
         self._run = run
         self._host_silent = False
+        self._built = self._built or action == RunAction.DEPLOY
         what = "Pipeline" if action == RunAction.DEPLOY else "Teardown"
         before = self._status
         step = self._make_step(

@@ -41,6 +41,7 @@ PAGES = (
     "/admin/users",
     "/admin/templates",
     "/admin/audit",
+    "/admin/approvals",
 )
 # No inline script or style, nothing from another origin: the token the UI keeps in storage is
 # only as safe as the page is free of injected script.

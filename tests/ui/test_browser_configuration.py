@@ -85,4 +85,3 @@ async def test_the_owner_changes_a_value_and_a_secret_and_sees_them_applied(
         "Configuration change succeeded: admin_password, port set"
     )
     await expect(form.get_by_label("port")).to_have_value("6432")
-
