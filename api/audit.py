@@ -105,12 +105,12 @@ async def _overrides(session: AsyncSession, template_id: int) -> Any:
     )
 
 
-async def launch_snapshot(session: AsyncSession, detail: dict[str, Any]) -> dict[str, Any]:
-    """A launched deployment's snapshot, its values masked where its template says they are
-    secrets (the launch's answer may carry them as asked)."""
-    snapshot = deployment_snapshot(detail)
-    overrides = await _overrides(session, detail["template_id"])
-    return {**snapshot, "configuration": masked(snapshot["configuration"], overrides)}
+async def masked_configuration(
+    session: AsyncSession, template_id: int, configuration: dict[str, Any]
+) -> dict[str, Any]:
+    """`configuration` with the values its template's overrides (or their keys) call secrets
+    masked, as the deployment's detail shows it (masking a masked value changes nothing)."""
+    return masked(configuration, await _overrides(session, template_id))
 
 
 async def asked_change(

@@ -11,7 +11,7 @@ from api.audit import (
     AuditDep,
     asked_change,
     deployment_snapshot,
-    launch_snapshot,
+    masked_configuration,
     request_key,
 )
 from api.changes import change_deployment as send_change
@@ -92,12 +92,17 @@ async def create_deployment(
     idempotency_key: IdempotencyKey = None,
 ) -> DeploymentDetail:
     row = await launch_deployment(session, temporal, settings, user, body, idempotency_key)
+    # A new deployment's answer is built from what was asked, values in clear: shown masked,
+    # like every other read of it.
+    row["configuration"] = await masked_configuration(
+        session, row["template_id"], row["configuration"]
+    )
     # Keyed by its workflow: a launch answered again (the same Idempotency-Key) is one entry.
     await audit.record(
         AuditAction.DEPLOYMENT_LAUNCH,
         row["id"],
         before=None,
-        after=await launch_snapshot(session, row),
+        after=deployment_snapshot(row),
         key=f"{AuditAction.DEPLOYMENT_LAUNCH.value}:{row['workflow_id']}",
     )
     return _with_link(row, settings)

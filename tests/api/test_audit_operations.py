@@ -150,6 +150,10 @@ async def test_a_change_records_what_was_asked_with_its_secrets_masked(
         deployment_name="pg-secret",
         configuration={"admin_password": "launch-password-1", "replica_key": "rk-launch"},
     )
+    # The launch's own answer shows its secrets masked, like every read after it.
+    assert launched["configuration"]["admin_password"] == "********"
+    assert launched["configuration"]["replica_key"] == "********"
+    assert launched["configuration"]["port"] == 5432
     await wait_status(api, owner, launched["id"], "queued")
     await handle_of(client, launched).signal(
         DeployWorkflow.pipeline_finished, PipelineFinished(True, {}, run=1)
