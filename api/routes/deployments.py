@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.audit import (
     AuditDep,
@@ -156,7 +157,7 @@ OPERATION_ACTIONS = {
 }
 
 
-async def _snapshot(session: Any, user: User, deployment_id: int) -> dict[str, Any] | None:
+async def _snapshot(session: AsyncSession, user: User, deployment_id: int) -> dict[str, Any] | None:
     """The deployment before an operation, for its audit entry (None: the operation's own
     read answers 404)."""
     row = await deployment_detail(session, user, deployment_id)
