@@ -29,6 +29,7 @@ from db.session import SessionMaker, create_engine, create_sessionmaker
 from devstack import temporal
 from devstack.postgres import EmbeddedPostgres
 from settings import Settings
+from tests import hang_report
 from tests.doubles import RecordingRunnerDouble
 from worker import build_worker
 
@@ -303,3 +304,22 @@ async def wait_for(predicate: Any, timeout_s: float = 20, interval_s: float = 0.
 
 
 HISTORIES = Path(__file__).parent / "fixtures" / "histories"
+
+
+# The tests' session event loop, for the hang report (tests/hang_report.py).
+_session_loop: asyncio.AbstractEventLoop | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _remember_the_session_loop() -> None:
+    global _session_loop
+    _session_loop = asyncio.get_running_loop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    stop = hang_report.watch(_session_loop, item.nodeid)
+    try:
+        return (yield)
+    finally:
+        stop()
