@@ -50,17 +50,15 @@ def _update_id(user: User, idempotency_key: str | None) -> str | None:
     return f"change-u{user.id}-{digest}"
 
 
-async def change_deployment(
+async def checked_change(
     session: AsyncSession,
-    temporal: Client,
     settings: Settings,
     user: User,
     deployment_id: int,
     body: DeploymentChange,
-    idempotency_key: str | None,
-) -> dict[str, Any]:
-    """Grow the deployment's disks and set its values; its detail as it now stands
-    (`updating`)."""
+) -> tuple[dict[str, Any], list[DiskResize]]:
+    """The deployment's detail and the disks asked, once the change passed every check that
+    needs no workflow: 404, 409 for an ended one, 422 naming each refused size or value."""
     row = await deployment_detail(session, user, deployment_id)
     if row is None:
         raise NotFound("deployment not found")
@@ -86,6 +84,21 @@ async def change_deployment(
         errors += unmounted_xfs_errors(disks, asked)
     if errors:
         raise ValidationFailed(errors)
+    return row, asked
+
+
+async def change_deployment(
+    session: AsyncSession,
+    temporal: Client,
+    settings: Settings,
+    user: User,
+    deployment_id: int,
+    body: DeploymentChange,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """Grow the deployment's disks and set its values; its detail as it now stands
+    (`updating`)."""
+    row, asked = await checked_change(session, settings, user, deployment_id, body)
     reservation = None
     if asked:
         # The owner's quota, whoever asks: checked and the sizes reserved under their row lock,
