@@ -15,7 +15,8 @@ async def test_login_returns_a_bearer_token_and_me_never_shows_a_hash(
     operator = await make_user("operator")
     me = await api.get("/api/users/me", headers=operator.headers)
     assert me.status_code == 200
-    assert set(me.json()) == {"id", "username", "role", "created_at"}
+    # Who they are, their webhook's URL (never its secret) and their quota: never a hash.
+    assert set(me.json()) == {"id", "username", "role", "created_at", "webhook_url", "quota"}
     assert me.json()["role"] == "operator"
 
 
