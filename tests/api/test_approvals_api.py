@@ -5,17 +5,22 @@ approves; rejection, silence and a cancel build nothing."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 from temporalio.client import Client
 
+from db.session import SessionMaker
+from settings import Settings
 from tests.conftest import wait_for
 from tests.doubles import RecordingRunnerDouble
 from tests.workflows.test_deploy_flow import create, history, wait_status
 from tests.workflows.test_lifecycle import STATS, handle_of, operate, triggered
 from vocabulary.contracts import PipelineFinished
 from vocabulary.runs import RunAction
+from worker import build_worker
 from workflows.deploy import DeployWorkflow
 
 PLAN_STATS = {"db-1": {"ok": 12, "changed": 1, "failures": 0}}
@@ -240,3 +245,39 @@ async def test_a_cancel_while_awaiting_tears_nothing_down_and_a_failed_plan_plan
     await triggered(runner, 3)
     assert (runner.triggers[2].action, runner.triggers[2].run) == (RunAction.PLAN, 2)
     await wait_status(api, operator, failing["id"], "awaiting_approval")
+
+
+async def test_a_deployment_waiting_for_approval_outlives_its_worker(
+    api: httpx.AsyncClient,
+    client: Client,
+    settings: Settings,
+    sessionmaker: SessionMaker,
+    make_user: Any,
+    runner: RecordingRunnerDouble,
+) -> None:
+    """Planned under one worker, decided while none runs, built by the next: the wait is the
+    workflow's, not a worker's."""
+    admin, approver = await make_user("admin"), await make_user("admin")
+    operator = await make_user("operator")
+    template_id = await approval_template(api, admin)
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with build_worker(client, settings, sessionmaker, runner, executor):
+            waiting = await planned(api, client, runner, operator, template_id)
+
+    # No worker: the approve Update is not even accepted (a validator needs a worker) until
+    # one runs again; the API's call waits for it.
+    decision = asyncio.ensure_future(decide(api, approver, waiting["id"], "approve", "go"))
+    await asyncio.sleep(2)
+    assert not decision.done()
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with build_worker(client, settings, sessionmaker, runner, executor):
+            approved = await decision
+            assert approved.status_code == 202, approved.text
+            await triggered(runner, 2)
+            assert runner.triggers[1].action == RunAction.DEPLOY
+            await handle_of(client, waiting).signal(
+                DeployWorkflow.pipeline_finished, PipelineFinished(True, STATS, run=2)
+            )
+            done = await wait_status(api, operator, waiting["id"], "succeeded")
+    assert done["approval"]["state"] == "approved"
+    assert done["plan"] == waiting["plan"]
