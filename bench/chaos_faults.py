@@ -130,7 +130,9 @@ class FaultInjector:
                 return record
             await asyncio.sleep(0.1)
         record.answer_s = time.monotonic() - struck
-        back_at = datetime.fromtimestamp(time.time(), UTC)
+        # A step from the moment the service was back counts, even before our health checks
+        # passed: a deployment in flight may finish in between (its callback lands first).
+        back_at = datetime.fromtimestamp(struck_wall + record.down_s, UTC)
 
         moved = await self._first_step_after(back_at)
         if moved is None:
