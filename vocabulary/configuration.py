@@ -15,8 +15,10 @@ from typing import Any
 MASK = "********"
 # Keys that name a secret whatever the template says: a template written without `writeOnly`
 # must not put a database password into history in clear.
+# The word ends the key or is followed by a non-letter: `db_password`, `API_KEY`, `tokens`, but
+# not `passage_count`. The pattern is JavaScript's too (the UI's form reads it).
 SECRET_KEY = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credential)",
+    r"(pass(word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|credential)s?(?![a-z])",
     re.IGNORECASE,
 )
 
