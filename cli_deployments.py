@@ -74,7 +74,8 @@ def add_commands(commands: Any) -> None:
 
     group = commands.add_parser(
         "deployments",
-        help="list, launch, cancel, destroy, retry, extend, resize, set and watch deployments "
+        help="list, launch, cancel, destroy, retry, extend, resize, set, approve, reject and "
+        "watch deployments "
         "(through the API)",
         description="Deployments through the HTTP API, as the signed-in user. " + TOKEN_HELP,
     )
@@ -147,6 +148,23 @@ def add_commands(commands: Any) -> None:
         command.add_argument("id", type=_positive_int)
         _add_operation_options(command)
         command.set_defaults(client_handler=_operate, operation=operation)
+
+    for decision, hint in (
+        ("approve", "build a deployment awaiting approval, as its plan says (admins)"),
+        ("reject", "reject a deployment awaiting approval: nothing is built (admins)"),
+    ):
+        command = actions.add_parser(
+            decision,
+            parents=[output],
+            help=hint,
+            description=f"{hint.capitalize()}. Not your own launch; only once its plan is "
+            "shown (`provisio deployments show ID`). The API refuses (exit 1, with its reason) "
+            "anything else.",
+        )
+        command.add_argument("id", type=_positive_int)
+        command.add_argument("--comment", help="why (shown in history and the detail)")
+        _add_operation_options(command)
+        command.set_defaults(client_handler=_decide, decision=decision)
 
     extend = actions.add_parser(
         "extend",
@@ -451,6 +469,11 @@ def _show(args: argparse.Namespace, client: ApiClient) -> int:
         facts.append(("expires", _when(detail["expires_at"])))
     if detail.get("jenkins_job_id"):
         facts.append(("pipeline job", detail["jenkins_job_id"]))
+    if approval := detail.get("approval"):
+        said = approval["state"] + (f" by {approval['by']}" if approval.get("by") else "")
+        said += f", {_when(approval['at'])}" if approval.get("at") else ""
+        said += f": {approval['comment']}" if approval.get("comment") else ""
+        facts.append(("approval", said))
     facts += [
         ("workflow", detail["workflow_id"]),
         ("temporal", detail["temporal_url"]),
@@ -481,6 +504,16 @@ def _show(args: argparse.Namespace, client: ApiClient) -> int:
         print("configuration")
         for key, value in configuration.items():
             print(f"  {key} = {json.dumps(value)}")
+    if plan := detail.get("plan"):
+        hosts = ", ".join(plan.get("hosts") or []) or "no host"
+        print(
+            f"plan (template {plan['template']['name']} v{plan['template']['version']}, on {hosts})"
+        )
+        for disk in plan["disks"]:
+            print(
+                f"  {disk['mount_point']}  {disk['size_gb']} GB {disk['filesystem_type']}  "
+                f"{disk['volume_group']}/{disk['logical_volume']}"
+            )
     if history is not None:
         print("history")
         for row in history:
@@ -528,6 +561,18 @@ def _operate(args: argparse.Namespace, client: ApiClient) -> int:
         f"/api/deployments/{args.id}/{operation.value}", headers={"Idempotency-Key": key}
     )
     return _after_operation(args, client, detail, f"{operation.value} requested", after=after)
+
+
+def _decide(args: argparse.Namespace, client: ApiClient) -> int:
+    key = args.idempotency_key or str(uuid.uuid4())
+    after = _last_row_id(client, args.id) if args.watch else 0
+    detail = client.post(
+        f"/api/deployments/{args.id}/{args.decision}",
+        json={"comment": args.comment},
+        headers={"Idempotency-Key": key},
+    )
+    said = "approved" if args.decision == "approve" else "rejected"
+    return _after_operation(args, client, detail, said, after=after)
 
 
 def _resize(args: argparse.Namespace, client: ApiClient) -> int:
