@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from jsonschema import Draft202012Validator
 
 from domain.disk_rules import FILESYSTEMS, MAX_DISK_GB, MAX_TOTAL_GB, filesystem_error, size_error
-from vocabulary.configuration import declared_secrets
+from vocabulary.configuration import declared_secrets, is_secret
 from vocabulary.contracts import ValidatedDeployment
 from vocabulary.disks import DiskOverride, DiskResize, DiskSpec, resize_errors, resized
 
@@ -85,6 +85,7 @@ def _check_declared(schema: dict[str, Any], overrides: dict[str, Any]) -> list[F
     validator = Draft202012Validator(
         {"type": "object", "properties": schema, "additionalProperties": False}
     )
+    secrets = declared_secrets(schema)
     errors = []
     for error in sorted(validator.iter_errors(overrides), key=lambda e: list(e.absolute_path)):
         if error.validator == "additionalProperties":
@@ -93,7 +94,14 @@ def _check_declared(schema: dict[str, Any], overrides: dict[str, Any]) -> list[F
                 errors.append(_error(["configuration", key], msg, "key"))
         else:
             loc = ["configuration", *error.absolute_path]
-            errors.append(_error(loc, error.message[:300], str(error.validator)))
+            key = str(error.absolute_path[0]) if error.absolute_path else ""
+            # jsonschema's message repeats the value: never a secret's.
+            msg = (
+                f"does not satisfy the template's {error.validator} for this secret value"
+                if key and is_secret(key, secrets)
+                else error.message[:300]
+            )
+            errors.append(_error(loc, msg, str(error.validator)))
     return errors
 
 

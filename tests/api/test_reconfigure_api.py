@@ -245,3 +245,22 @@ async def test_a_failed_reconfiguration_keeps_the_old_values_until_a_retry_appli
     await handle.signal(DeployWorkflow.pipeline_finished, PipelineFinished(True, STATS, run=3))
     retried = await wait_status(api, owner, done["id"], "succeeded")
     assert retried["configuration"]["port"] == 7000
+
+
+async def test_a_refused_secret_is_not_repeated_in_the_answer(
+    api: httpx.AsyncClient,
+    worker: None,
+    client: Client,
+    make_user: Any,
+    runner: RecordingRunnerDouble,
+) -> None:
+    admin, owner = await make_user("admin"), await make_user("operator")
+    done = await succeeded(api, client, owner, await configurable_template(api, admin))
+    refused = await patch(
+        api, owner, done["id"], {"configuration": {"admin_password": "short-pw", "port": 1}}
+    )
+    assert refused.status_code == 422, refused.text
+    assert "short-pw" not in refused.text
+    errors = {e["loc"][-1]: e for e in refused.json()["detail"]}
+    assert errors["admin_password"]["type"] == "minLength"
+    assert "1 is less than the minimum of 1024" in errors["port"]["msg"]  # not a secret: said
