@@ -7,6 +7,7 @@ import { deploymentsPage, newDeploymentPage } from "./page-deployments.js";
 import { deploymentPage } from "./page-deployment.js";
 import { templatePage, templatesPage } from "./page-templates.js";
 import { adminTemplatesPage, usersPage } from "./page-admin.js";
+import { accountPage } from "./page-account.js";
 import { approvalsPage } from "./page-approvals.js";
 import { auditPage } from "./page-audit.js";
 
@@ -17,6 +18,7 @@ const routes = [
   { pattern: "/deployments/:id", page: deploymentPage, title: "Deployment" },
   { pattern: "/templates", page: templatesPage, title: "Templates" },
   { pattern: "/templates/:id", page: templatePage, title: "Template" },
+  { pattern: "/account", page: accountPage, title: "Your account" },
   { pattern: "/admin/users", page: usersPage, title: "Users", admin: true },
   { pattern: "/admin/templates", page: adminTemplatesPage, title: "Manage templates", admin: true },
   { pattern: "/admin/approvals", page: approvalsPage, title: "Approvals", admin: true },
@@ -78,7 +80,8 @@ function renderNav() {
   setChildren(nav,
     h("ul", { class: "nav-links" }, links.map(([href, text]) => h("li", {}, link(href, text)))),
     h("div", { class: "nav-user" },
-      h("span", { class: "who" }, user.username, " ", h("span", { class: "role" }, user.role)),
+      link("/account", h("span", { class: "who" }, user.username, " ",
+        h("span", { class: "role" }, user.role))),
       h("button", { type: "button", class: "secondary small", onclick: () => {
         signOut();
         session.user = null;

@@ -38,6 +38,7 @@ PAGES = (
     "/deployments/{deployment_id:int}",
     "/templates",
     "/templates/{template_id:int}",
+    "/account",
     "/admin/users",
     "/admin/templates",
     "/admin/audit",
