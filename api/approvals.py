@@ -3,7 +3,9 @@
 
 Admins only (the route says so); the requester may not decide on their own deployment (403,
 asked here and again by the workflow's validator, which also refuses a deployment not awaiting
-approval, or whose plan is not made yet: 409). A second decision finds the status moved: 409.
+approval, or whose plan is not made yet: 409). A second decision finds the status moved: 409. A
+plan whose template version was deactivated or superseded since is stale: approving it is a 409
+(rejecting it is not), and the requester launches again from the current version.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -20,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import Conflict, Forbidden, NotFound, TemporalUnavailable
 from api.operations import UPDATE_RPC_TIMEOUT
 from db.deployment_reads import deployment_detail
-from db.models import Deployment, User
+from db.models import Deployment, Template, User
 from vocabulary.approvals import ApprovalRequest, ApprovalState
 from vocabulary.errors import APPROVAL_FORBIDDEN, OPERATION_REFUSED
 from vocabulary.statuses import DeploymentStatus
@@ -63,6 +65,9 @@ async def decide(
             f"the deployment is {status.value.replace('_', ' ')}: only a deployment awaiting "
             "approval can be approved or rejected"
         )
+    if decision == ApprovalState.APPROVED:
+        if stale := await _stale(session, row["template_id"]):
+            raise Conflict(f"the plan is stale: {stale}; reject it, and launch again")
     handle = temporal.get_workflow_handle(row["workflow_id"])
     try:
         await handle.execute_update(
@@ -88,6 +93,23 @@ async def decide(
     refreshed = await deployment_detail(session, user, deployment_id)
     assert refreshed is not None
     return row, refreshed
+
+
+async def _stale(session: AsyncSession, template_id: int) -> str | None:
+    """Why a plan of this template version no longer stands: the version was deactivated, or
+    a newer one published, since (a template is never edited in place: a change is a version)."""
+    template = await session.get(Template, template_id)
+    if template is None or not template.is_active:
+        return "its template was deactivated since"
+    newest = await session.scalar(
+        select(func.max(Template.version)).where(Template.name == template.name, Template.is_active)
+    )
+    if newest is not None and newest > template.version:
+        return (
+            f"template {template.name} has version {newest} since (the plan builds version "
+            f"{template.version})"
+        )
+    return None
 
 
 async def waiting_for_approval(session: AsyncSession, user: User) -> list[dict[str, Any]]:

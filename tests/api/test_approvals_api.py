@@ -281,3 +281,31 @@ async def test_a_deployment_waiting_for_approval_outlives_its_worker(
             done = await wait_status(api, operator, waiting["id"], "succeeded")
     assert done["approval"]["state"] == "approved"
     assert done["plan"] == waiting["plan"]
+
+
+async def test_a_plan_whose_template_changed_since_is_stale(
+    api: httpx.AsyncClient,
+    worker: None,
+    client: Client,
+    make_user: Any,
+    runner: RecordingRunnerDouble,
+) -> None:
+    admin, approver = await make_user("admin"), await make_user("admin")
+    operator = await make_user("operator")
+    template_id = await approval_template(api, admin)
+    waiting = await planned(api, client, runner, operator, template_id)
+
+    newer = await approval_template(api, admin)  # the same name: version 2
+    assert newer != template_id
+    stale = await decide(api, approver, waiting["id"], "approve")
+    assert stale.status_code == 409, stale.text
+    assert stale.json()["detail"] == (
+        "the plan is stale: template pg-approved has version 2 since (the plan builds version "
+        "1); reject it, and launch again"
+    )
+    deactivated = await api.post(f"/api/templates/{newer}/deactivate", headers=admin.headers)
+    assert deactivated.status_code == 200, deactivated.text
+    # Version 2 withdrawn, version 1 stands again: its plan is current.
+    approved = await decide(api, approver, waiting["id"], "approve")
+    assert approved.status_code == 202, approved.text
+    assert len(runner.triggers) >= 1
