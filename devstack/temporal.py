@@ -75,8 +75,12 @@ def start_dev_server(
     # The dev server's UI has no sign-in and every write action (signal, terminate, reset), and the
     # CLI has no switch to turn those off: it listens on the loopback only, whatever `ip` is.
     args += ["--ui-ip", UI_IP, "--ui-port", str(ui_port)] if ui_port else ["--headless"]
-    output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
+    if log_file is None:
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    else:
+        # The child writes through its own copy of the descriptor: ours is closed at once.
+        with open(log_file, "ab") as output:
+            process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
     wait_for_port(ip, port, 60, process)
     wait_until_serving(f"{ip}:{port}", 60, process)
     return process
