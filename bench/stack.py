@@ -172,10 +172,11 @@ class BenchStack:
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log = self.logs / f"{name}.log"
         command = [sys.executable, *args]
-        output = open(log, "ab")  # noqa: SIM115 - the child owns it until it exits
-        process = subprocess.Popen(
-            command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT
-        )
+        # The child writes through its own copy of the descriptor: ours is closed at once.
+        with open(log, "ab") as output:
+            process = subprocess.Popen(
+                command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT
+            )
         self.children[name] = Child(name, process, log)
 
     def _wait_ready(self, ready: dict[str, Path], timeout_s: float = 120) -> None:

@@ -79,14 +79,15 @@ async def _seed(database_url: str, admin_password: str) -> bool:
 
 
 def _spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    output = open(log, "ab")  # noqa: SIM115 - the child owns it until it exits
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli", command],
-        env=env,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
+    # The child writes through its own copy of the descriptor: ours is closed at once.
+    with open(log, "ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", command],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
 
 
 def run_dev_stack(settings: Settings) -> None:
