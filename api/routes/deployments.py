@@ -136,7 +136,7 @@ async def get_deployments(
     return DeploymentPage.model_validate({"items": rows, "next_cursor": next_cursor})
 
 
-@router.get("/api/deployments/{deployment_id}")
+@router.get("/api/deployments/{deployment_id:int}")
 async def get_deployment(
     deployment_id: DeploymentId, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> DeploymentDetail:
@@ -230,7 +230,7 @@ async def extend_deployment_lease(
 
 
 @router.patch(
-    "/api/deployments/{deployment_id}",
+    "/api/deployments/{deployment_id:int}",
     status_code=202,
     dependencies=OPERATORS,
     responses=error_responses(422, 503),
