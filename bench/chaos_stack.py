@@ -114,6 +114,9 @@ class ChaosStack:
             "PROVISIO_RUNNER_DIR": str(self.runner_dir),
             "PROVISIO_PIPELINE_POLL_INTERVAL_S": str(self.poll_interval_s),
             "PROVISIO_DEFAULT_CALLBACK_TIMEOUT_S": str(self.callback_timeout_s),
+            # N deployments at once, past an operator's default quota: chaos tests recovery.
+            "PROVISIO_QUOTA_OPERATOR_MAX_ACTIVE_DEPLOYMENTS": "unlimited",
+            "PROVISIO_QUOTA_OPERATOR_MAX_TOTAL_GB": "unlimited",
             "PYTHONUNBUFFERED": "1",
         }
         # The separate callback secret, once settings.py has it (API and worker must agree).

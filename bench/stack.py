@@ -130,6 +130,9 @@ class BenchStack:
             "PROVISIO_DATA_DIR": str(self.root),
             "PROVISIO_SANDBOX_ROOT": str(self.root / "sandbox"),
             "PROVISIO_RUNNER_DIR": str(self.root / "runs"),
+            # The bench's operator launches hundreds: it measures orchestration, not quotas.
+            "PROVISIO_QUOTA_OPERATOR_MAX_ACTIVE_DEPLOYMENTS": "unlimited",
+            "PROVISIO_QUOTA_OPERATOR_MAX_TOTAL_GB": "unlimited",
             "PYTHONUNBUFFERED": "1",
         }
         ready = {name: self.root / f"{name}.ready" for name in ("worker", "baseline-worker")}
