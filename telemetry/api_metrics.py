@@ -99,7 +99,8 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            # The template without its converters: {deployment_id:int} is {deployment_id}.
+            template = getattr(route, "path_format", None) or UNMATCHED_ROUTE
             method = scope["method"]
             key = (method if method in HTTP_METHODS else OTHER_METHOD, template, status)
             child = self._children.get(key)

@@ -219,7 +219,7 @@ async def test_a_requests_access_line_names_the_deployment_in_its_path(
     async with app.router.lifespan_context(app):
         assert await call(app, "/api/deployments/77") == 401
         assert await call(app, "/api/deployments/78/history") == 401
-        assert await call(app, "/api/deployments/not-a-number") == 401
+        assert await call(app, "/api/deployments/not-a-number") == 404  # no deployment's path
         assert await call(app, "/api/templates") == 401
     access = [
         json.loads(text)
