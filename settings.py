@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -10,6 +11,14 @@ from pydantic import AliasChoices, Field, IPvAnyNetwork, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a cpuset's, in a container), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class Settings(BaseSettings):
@@ -61,6 +70,11 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # `provisio api` serves with this many processes on the one port (api/server.py); empty or
+    # "auto": one per core this process may run on. 1 is a single process, as before. Each
+    # process has its own database pool (up to 30 connections), argon2 threads, sign-in bound and
+    # event-stream caps: PostgreSQL's max_connections must cover them all.
+    api_processes: int = Field(default_factory=usable_cores, ge=1)
     # Live event streams (GET /api/deployments/{id}/events) one user may hold open at once, per
     # API process; the next one is answered 429 (api/stream_slots.py).
     max_event_streams_per_user: int = Field(default=8, ge=1)
@@ -145,6 +159,14 @@ class Settings(BaseSettings):
     # Embedded stack: where PostgreSQL's data, Temporal's database file and secrets live.
     data_dir: Path = PROJECT_ROOT / "var"
     admin_password: str = Field(default="", repr=False)
+
+    @field_validator("api_processes", mode="before")
+    @classmethod
+    def _auto_processes(cls, value: object) -> object:
+        """An empty value or "auto" in the environment: one per core."""
+        if isinstance(value, str) and value.strip().lower() in ("", "auto"):
+            return usable_cores()
+        return value
 
     @field_validator(
         "quota_admin_max_active_deployments",
