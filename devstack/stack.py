@@ -28,6 +28,8 @@ from settings import Settings
 
 # Where the dev stack's worker serves /metrics unless PROVISIO_WORKER_METRICS_ADDRESS says.
 DEV_WORKER_METRICS_ADDRESS = "127.0.0.1:9464"
+# prometheus_client's variable: where several API processes keep their metrics (api/server.py).
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def process_environments(
@@ -35,8 +37,11 @@ def process_environments(
 ) -> dict[str, dict[str, str]]:
     """The API's and the worker's environments, each with its own secrets only (the worker never
     gets the key that signs API tokens). Secrets are stable per data directory, so sign-ins and
-    the callback tokens of running deployments survive a restart."""
+    the callback tokens of running deployments survive a restart. The API runs
+    `api_processes` processes on its port; with more than one, their metrics live in
+    var/api-metrics (emptied by `provisio api` as it starts), which no other process writes."""
     data_dir = settings.data_dir
+    base = {key: value for key, value in base.items() if key != MULTIPROC_DIR}
     callback_secret = stable_secret(settings.callback_secret, data_dir / "callback_secret")
     worker = {
         "database_url": database_url,
@@ -63,8 +68,12 @@ def process_environments(
         "callback_secret": callback_secret,
         "api_docs": str(api_docs).lower(),
         "webhook_allow_private": str(allow_private).lower(),
+        "api_processes": str(settings.api_processes),
     }
-    return {"worker": child_environment(base, worker), "api": child_environment(base, api)}
+    api_env = child_environment(base, api)
+    if settings.api_processes > 1:
+        api_env[MULTIPROC_DIR] = str(data_dir / "api-metrics")
+    return {"worker": child_environment(base, worker), "api": api_env}
 
 
 async def _seed(database_url: str, admin_password: str) -> bool:
@@ -148,13 +157,15 @@ def run_dev_stack(settings: Settings) -> None:
 
         credentials = admin_password if created else "(the password it was created with)"
         base = f"http://{settings.api_host}:{settings.api_port}"
+        processes = int(environments["api"]["PROVISIO_API_PROCESSES"])
+        served_by = f"   ({processes} processes)" if processes > 1 else ""
         with_docs = environments["api"]["PROVISIO_API_DOCS"] == "true"
         docs = f"   (docs: {base}/docs)" if with_docs else ""
         worker_metrics = environments["worker"]["PROVISIO_WORKER_METRICS_ADDRESS"]
         print(
             f"""
 Provisio is up.
-  API + web UI   {base}{docs}
+  API + web UI   {base}{docs}{served_by}
   Temporal UI    {settings.temporal_ui_url}
   Metrics        {base}/metrics   http://{worker_metrics}/metrics
   Sign in        admin / {credentials}

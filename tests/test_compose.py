@@ -275,6 +275,25 @@ def test_api_docs_are_off_unless_turned_on(services: dict[str, dict[str, Any]]) 
     assert Settings.model_fields["api_docs"].default is False
 
 
+def test_the_api_runs_a_process_per_core_with_one_metrics_directory(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    api = services["api"]
+    assert api["command"] == ["provisio", "api"]
+    env = environment(api)
+    # Empty: one process per core (settings.py); the operator may set a number in .env.
+    assert env["PROVISIO_API_PROCESSES"] == "${PROVISIO_API_PROCESSES:-}"
+    assert Settings(api_processes="").api_processes >= 1  # type: ignore[arg-type]
+    # The processes' metrics files on a tmpfs of the API's own, writable by its user (10001,
+    # the Dockerfile's): gone with the container, emptied by `provisio api` at each start.
+    metrics_dir = env["PROMETHEUS_MULTIPROC_DIR"]
+    (mount,) = [m for m in api.get("tmpfs", []) if m.split(":", 1)[0] == metrics_dir]
+    assert {"uid=10001", "gid=10001", "mode=0700"} <= set(mount.split(":", 1)[1].split(","))
+    for name in ("worker", "migrate"):
+        assert "PROMETHEUS_MULTIPROC_DIR" not in environment(services[name]), name
+        assert "PROVISIO_API_PROCESSES" not in environment(services[name]), name
+
+
 def test_the_env_file_is_never_committed(tmp_path: Path) -> None:
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
