@@ -6,11 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, literal_column, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+import orjson
+from asyncpg import Connection
 
-from db.models import CallbackSignature, Deployment, DeploymentHistory
 from vocabulary.callback_events import FAILING_EVENTS
 
 
@@ -37,83 +35,86 @@ class EventRow:
     details: dict[str, Any]
 
 
-async def callback_target(session: AsyncSession, deployment_id: int) -> CallbackTarget | None:
-    row = (
-        await session.execute(
-            select(
-                Deployment.id, Deployment.workflow_id, Deployment.status, Deployment.attempt
-            ).where(Deployment.id == deployment_id)
-        )
-    ).first()
+# The endpoint speaks asyncpg directly, with plain SQL: at thousands of events a second,
+# SQLAlchemy's session, execution context and statement building cost more CPU than storing the
+# rows (see "The callback plugin and endpoint" in docs/architecture.md). The connection is a
+# pooled one outside any transaction, so each statement commits on its own.
+_TARGET_SQL = "SELECT workflow_id, status, attempt FROM deployments WHERE id = $1"
+
+# One statement, so one round trip and one transaction: the signature is remembered and the
+# batch's rows written together, or neither. The rows come as arrays (one parameter each, so
+# one prepared statement whatever the batch's size); a replay (the signature already
+# remembered) writes no row. Signatures past the memory are forgotten meanwhile.
+_STORE_BATCH_SQL = """
+WITH remembered AS (
+    INSERT INTO callback_signatures (signature, deployment_id) VALUES ($1, $2)
+    ON CONFLICT DO NOTHING
+    RETURNING signature
+), forgotten AS (
+    DELETE FROM callback_signatures WHERE received_at < now() - $3::int * interval '1 second'
+), stored AS (
+    INSERT INTO deployment_history (deployment_id, event_key, status, message, details, attempt)
+    SELECT $2, row.event_key, $4, row.message, row.details::jsonb, $5
+    FROM unnest($6::text[], $7::text[], $8::text[]) AS row(event_key, message, details)
+    WHERE EXISTS (SELECT FROM remembered)
+    ON CONFLICT ON CONSTRAINT deployment_history_event_key DO NOTHING
+    RETURNING 1
+)
+SELECT EXISTS (SELECT FROM remembered) AS first_time, (SELECT count(*) FROM stored) AS stored
+"""
+
+_FIRST_FAILING_SQL = """
+SELECT details::text FROM deployment_history
+WHERE deployment_id = $1
+  AND event_key LIKE ($2 || '%')
+  AND details->>'event' = ANY($3::text[])
+  -- A failure the playbook chose to ignore is not why the run failed.
+  AND (details->'data'->>'ignore_errors') IS DISTINCT FROM 'true'
+ORDER BY id
+LIMIT 1
+"""
+
+
+async def callback_target(connection: Connection, deployment_id: int) -> CallbackTarget | None:
+    row = await connection.fetchrow(_TARGET_SQL, deployment_id)
     if row is None:
         return None
-    return CallbackTarget(row.id, row.workflow_id, row.status, row.attempt)
+    return CallbackTarget(deployment_id, row["workflow_id"], row["status"], row["attempt"])
 
 
-async def remember_signature(
-    session: AsyncSession, deployment_id: int, signature: str, *, memory_s: int
-) -> bool:
-    """Whether this is the first time the signature is seen. Forgets signatures older than
-    `memory_s`, by which time the request's timestamp is stale anyway."""
-    first_time = await session.scalar(
-        insert(CallbackSignature)
-        .values(signature=signature, deployment_id=deployment_id)
-        .on_conflict_do_nothing()
-        .returning(CallbackSignature.signature)
-    )
-    await session.execute(
-        delete(CallbackSignature).where(
-            CallbackSignature.received_at
-            < func.now() - literal_column(f"interval '{int(memory_s)} seconds'")
-        )
-    )
-    return first_time is not None
-
-
-async def store_event_rows(
-    session: AsyncSession, target: CallbackTarget, run: int, events: list[EventRow]
-) -> int:
-    """Inserts the rows not stored yet; returns how many were new."""
+async def store_batch(
+    connection: Connection,
+    target: CallbackTarget,
+    run: int,
+    signature: str,
+    events: list[EventRow],
+    *,
+    memory_s: int,
+) -> int | None:
+    """Remembers the signature and inserts the rows not stored yet, in one statement: how many
+    rows were new, or None if the signature was already remembered (a replay: nothing written).
+    Forgets signatures older than `memory_s`, by which time their requests are stale anyway."""
     prefix = event_key_prefix(run)
-    rows = [
-        {
-            "deployment_id": target.id,
-            "event_key": f"{prefix}{event.counter}",
-            "status": target.status,
-            "message": event.message,
-            "details": event.details,
-            "attempt": target.attempt,
-        }
-        for event in events
-    ]
-    # Rows as parameters, not .values(rows): the statement compiles once and is cached, and is
-    # still sent as multi-row INSERTs (a third of the API's CPU went to recompiling it).
-    written = await session.execute(
-        insert(DeploymentHistory)
-        .on_conflict_do_nothing(constraint="deployment_history_event_key")
-        .returning(DeploymentHistory.id),
-        rows,
+    row = await connection.fetchrow(
+        _STORE_BATCH_SQL,
+        signature,
+        target.id,
+        int(memory_s),
+        target.status,
+        target.attempt,
+        [f"{prefix}{event.counter}" for event in events],
+        [event.message for event in events],
+        [orjson.dumps(event.details).decode() for event in events],
     )
-    return len(written.all())
+    assert row is not None  # the statement's SELECT always answers one row
+    return int(row["stored"]) if row["first_time"] else None
 
 
 async def first_failing_event(
-    session: AsyncSession, deployment_id: int, run: int
+    connection: Connection, deployment_id: int, run: int
 ) -> dict[str, Any] | None:
     """The stored event of the run's first failing host and task, ignored failures left out."""
-    history = DeploymentHistory
-    details: dict[str, Any] | None = (
-        await session.execute(
-            select(history.details)
-            .where(
-                history.deployment_id == deployment_id,
-                history.event_key.like(f"{event_key_prefix(run)}%"),
-                history.details["event"].astext.in_(FAILING_EVENTS),
-                # A failure the playbook chose to ignore is not why the run failed.
-                history.details["data"]["ignore_errors"].astext.is_distinct_from("true"),
-            )
-            .order_by(history.id)
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-    return details
+    details = await connection.fetchval(
+        _FIRST_FAILING_SQL, deployment_id, event_key_prefix(run), list(FAILING_EVENTS)
+    )
+    return None if details is None else dict(orjson.loads(details))

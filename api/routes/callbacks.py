@@ -3,15 +3,22 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.callback_ingest import authenticate, failure_reason, parse_events, store_events
-from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.callback_ingest import (
+    Milestones,
+    authenticate,
+    callback_connection,
+    failure_reason,
+    parse_events,
+    store_events,
+)
+from api.deps import SettingsDep, TemporalDep
 from api.errors import DomainError, TemporalUnavailable
 from api.numbers import INT_MAX, AsciiDigits
 from api.schemas import DeploymentId, error_responses
@@ -36,7 +43,6 @@ router = APIRouter(tags=["callbacks"], responses=error_responses(400, 401, 403, 
 async def receive_callback(
     deployment_id: DeploymentId,
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     temporal: TemporalDep,
     timestamp: Annotated[str | None, Header(alias="X-Provisio-Timestamp")] = None,
@@ -46,15 +52,35 @@ async def receive_callback(
     """Signed events from the callback plugin: one event or `{"events": [...]}`, for the
     deployment's pipeline run `run` (its callback URL names it; its token signs only it)."""
     body = await request.body()
+    engine = request.app.state.sessionmaker.kw["bind"]
     try:
-        target, verified = await authenticate(
-            session, settings.callback_secret, deployment_id, run, timestamp, signature, body
-        )
-        set_deployment_context(target.id, target.workflow_id)
-        events = parse_events(body)
-        # Signed, so the trace context its URL carries (telemetry/tracing.py) is the run's own.
-        with continued_span(request.app.state.tracer, "callback", request.query_params):
-            stored = await _ingest(session, temporal, target, run, verified, events)
+        with ExitStack() as tracing:
+            async with callback_connection(engine) as connection:
+                target, verified = await authenticate(
+                    connection,
+                    settings.callback_secret,
+                    deployment_id,
+                    run,
+                    timestamp,
+                    signature,
+                    body,
+                )
+                set_deployment_context(target.id, target.workflow_id)
+                events = parse_events(body)
+                # Signed, so the trace context its URL carries (telemetry/tracing.py) is the run's
+                # own; the span covers the storing and the signals.
+                tracing.enter_context(
+                    continued_span(request.app.state.tracer, "callback", request.query_params)
+                )
+                # One statement, committed once it answers: the workflow never hears of a result
+                # whose events are lost.
+                stored, milestones = await store_events(connection, target, run, verified, events)
+                reason = None
+                if milestones.stats is not None and not stats_ok(milestones.stats):
+                    reason = await failure_reason(connection, target.id, run)
+                    reason = reason or "the playbook reported failures"
+            # The connection is back in the pool before Temporal is called.
+            await _signal(temporal, target, run, milestones, reason)
     except DomainError as exc:
         CALLBACK_REJECTED.labels(exc.status_code).inc()
         raise
@@ -65,22 +91,12 @@ async def receive_callback(
     return {"accepted": len(events), "stored": stored}
 
 
-async def _ingest(
-    session: AsyncSession,
-    temporal: Client,
-    target: CallbackTarget,
-    run: int,
-    verified: str,
-    events: list[dict[str, Any]],
-) -> int:
-    """Store the events once, then signal the milestones; the number of events stored."""
-    stored, milestones = await store_events(session, target, run, verified, events)
-    reason = None
-    if milestones.stats is not None and not stats_ok(milestones.stats):
-        reason = await failure_reason(session, target.id, run) or "the playbook reported failures"
-    # Commit before signalling: the workflow must never record a result whose events are lost.
-    await session.commit()
-
+async def _signal(
+    temporal: Client, target: CallbackTarget, run: int, milestones: Milestones, reason: str | None
+) -> None:
+    """The milestones the stored batch carries, to the deployment's workflow."""
+    if milestones.started is None and milestones.stats is None:
+        return
     handle = temporal.get_workflow_handle(target.workflow_id)
     try:
         if milestones.started is not None:
@@ -95,4 +111,3 @@ async def _ingest(
     except RPCError as exc:
         # The plugin retries; the events are already stored once, the signals are idempotent.
         raise TemporalUnavailable(f"could not reach the workflow: {exc.message}") from None
-    return stored
