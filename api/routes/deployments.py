@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,12 +19,22 @@ from api.audit import (
 )
 from api.changes import change_deployment as send_change
 from api.cursors import decode_cursor, encode_cursor
-from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep, require_roles
-from api.errors import NotFound
+from api.deps import (
+    CallerId,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    read_connection,
+    require_roles,
+    token_user_id,
+)
+from api.errors import NotAuthenticated, NotFound, ValidationFailed
 from api.launch import launch_deployment
 from api.leases import extend_lease
 from api.numbers import BIGINT_MAX, AsciiDigits
 from api.operations import operate
+from api.read_views import detail_json, history_json, json_response, page_json, with_links
 from api.schemas import (
     INT_MAX,
     DeploymentChange,
@@ -36,15 +48,17 @@ from api.schemas import (
 )
 from db.deployment_reads import (
     HISTORY_PAGE_ROWS,
+    caller_active,
     deployment_detail,
-    deployment_history,
-    list_deployments,
+    detail_for_caller,
+    history_for_caller,
+    page_for_caller,
 )
 from db.models import User
 from settings import Settings
 from vocabulary.audit import AuditAction
-from vocabulary.leases import MAX_LEASE_S, extension_refusal
-from vocabulary.operations import Operation, allowed_operations, change_refusal
+from vocabulary.leases import MAX_LEASE_S
+from vocabulary.operations import Operation
 from vocabulary.statuses import DeploymentStatus
 from vocabulary.users import Role
 
@@ -57,25 +71,52 @@ StatusFilter = Annotated[DeploymentStatus | None, Query()]
 HISTORY_MAX_ROWS = 1000
 
 
-async def _detail(session: Any, settings: Settings, user: User, deployment_id: int) -> Any:
-    row = await deployment_detail(session, user, deployment_id)
-    if row is None:
-        raise NotFound("deployment not found")
-    return _with_link(row, settings)
-
-
 def _with_link(row: dict[str, Any], settings: Settings) -> DeploymentDetail:
-    ui = settings.temporal_ui_url.rstrip("/")
-    row["temporal_url"] = (
-        f"{ui}/namespaces/{settings.temporal_namespace}/workflows/{row['workflow_id']}"
-    )
-    row["allowed_operations"] = allowed_operations(DeploymentStatus(row["status"]))
-    row["lease_extendable"] = (
-        row.get("expires_at") is not None
-        and extension_refusal(DeploymentStatus(row["status"])) is None
-    )
-    row["resizable"] = change_refusal(DeploymentStatus(row["status"])) is None
-    return DeploymentDetail.model_validate(row)
+    return DeploymentDetail.model_validate(with_links(row, settings))
+
+
+class ReadRoute(APIRoute):
+    """A read view's route: the view checks its caller in its own statement, which runs only
+    once FastAPI has validated the parameters. A caller the API would not let in must still get
+    401 before any 422, as on every route (CurrentUser is resolved before the parameters are
+    validated): before a 422, the caller alone is checked."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_read(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError:
+                await _check_caller(request)
+                raise
+
+        return handle_read
+
+
+async def _check_caller(request: Request) -> None:
+    settings: Settings = request.app.state.settings
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    caller_id = token_user_id(token if scheme.lower() == "bearer" else None, settings.secret_key)
+    if caller_id is not None:
+        async with read_connection(request) as conn:
+            if await caller_active(conn, caller_id):
+                return
+    raise NotAuthenticated("Not authenticated")
+
+
+def _read(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """GET `path` as a read view: the response model documents the answer, which the view
+    serialises itself (api/read_views.py) and returns as a Response."""
+
+    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        router.add_api_route(
+            path, endpoint, methods=["GET"], route_class_override=ReadRoute, **kwargs
+        )
+        return endpoint
+
+    return register
 
 
 @router.post(
@@ -109,10 +150,10 @@ async def create_deployment(
     return _with_link(row, settings)
 
 
-@router.get("/api/deployments")
+@_read("/api/deployments", response_model=DeploymentPage)
 async def get_deployments(
-    user: CurrentUser,
-    session: SessionDep,
+    request: Request,
+    caller_id: CallerId,
     status: StatusFilter = None,
     template_id: Annotated[int | None, Query(ge=1, le=INT_MAX), AsciiDigits] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
@@ -122,25 +163,42 @@ async def get_deployments(
         Query(ge=0, le=MAX_LEASE_S, description="only leases ending within this many seconds"),
         AsciiDigits,
     ] = None,
-) -> DeploymentPage:
-    rows, next_before = await list_deployments(
-        session,
-        user,
-        status=status,
-        template_id=template_id,
-        before_id=None if cursor is None else decode_cursor(cursor),
-        limit=limit,
-        expiring_within_s=expiring_within_s,
-    )
+) -> Response:
+    # A bad cursor is a 422 too: only for a caller the API lets in.
+    try:
+        before_id = None if cursor is None else decode_cursor(cursor)
+    except ValidationFailed:
+        await _check_caller(request)
+        raise
+    async with read_connection(request) as conn:
+        read = await page_for_caller(
+            conn,
+            caller_id,
+            status=status,
+            template_id=template_id,
+            before_id=before_id,
+            limit=limit,
+            expiring_within_s=expiring_within_s,
+        )
+    if not read.caller:
+        raise NotAuthenticated("Not authenticated")
+    assert read.value is not None
+    rows, next_before = read.value
     next_cursor = None if next_before is None else encode_cursor(next_before)
-    return DeploymentPage.model_validate({"items": rows, "next_cursor": next_cursor})
+    return json_response(page_json(rows, next_cursor))
 
 
-@router.get("/api/deployments/{deployment_id:int}")
+@_read("/api/deployments/{deployment_id:int}", response_model=DeploymentDetail)
 async def get_deployment(
-    deployment_id: DeploymentId, user: CurrentUser, session: SessionDep, settings: SettingsDep
-) -> DeploymentDetail:
-    return await _detail(session, settings, user, deployment_id)  # type: ignore[no-any-return]
+    deployment_id: DeploymentId, request: Request, caller_id: CallerId
+) -> Response:
+    async with read_connection(request) as conn:
+        read = await detail_for_caller(conn, caller_id, deployment_id)
+    if not read.caller:
+        raise NotAuthenticated("Not authenticated")
+    if read.value is None:
+        raise NotFound("deployment not found")
+    return json_response(detail_json(read.value, request.app.state.settings))
 
 
 OPERATORS = [require_roles(Role.ADMIN, Role.OPERATOR)]
@@ -282,8 +340,9 @@ class HistoryPageQuery(BaseModel):
     ] = HISTORY_PAGE_ROWS
 
 
-@router.get(
+@_read(
     "/api/deployments/{deployment_id}/history",
+    response_model=list[HistoryEntry],
     responses={
         200: {
             "headers": {
@@ -297,22 +356,26 @@ class HistoryPageQuery(BaseModel):
 )
 async def get_history(
     deployment_id: DeploymentId,
-    user: CurrentUser,
-    session: SessionDep,
-    response: Response,
+    request: Request,
+    caller_id: CallerId,
     query: Annotated[HistoryPageQuery, Query()],
-) -> list[HistoryEntry]:
+) -> Response:
     """A page of the deployment's history, oldest first: the rows after `after`. When more rows
     follow, the `Link` header names the next page (`rel="next"`)."""
-    page = await deployment_history(
-        session, user, deployment_id, after=query.after, limit=query.limit
-    )
+    async with read_connection(request) as conn:
+        read = await history_for_caller(
+            conn, caller_id, deployment_id, after=query.after, limit=query.limit
+        )
+    if not read.caller:
+        raise NotAuthenticated("Not authenticated")
+    page = read.value
     if page is None:
         raise NotFound("deployment not found")
+    response = json_response(history_json(page.rows))
     if page.more:
         # A path-absolute reference: right behind any proxy, whatever scheme and host it serves.
         next_query = urlencode({"after": page.rows[-1]["id"], "limit": query.limit})
         response.headers["Link"] = (
             f'</api/deployments/{deployment_id}/history?{next_query}>; rel="next"'
         )
-    return [HistoryEntry.model_validate(r) for r in page.rows]
+    return response
