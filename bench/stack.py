@@ -6,6 +6,11 @@ seed (admin and sample templates, as `provisio dev`), then three child processes
 `python -m cli api` (uvicorn, exactly `provisio api`), the product worker (`bench.worker`:
 `worker.build_worker` with the bench runner) and the baseline worker. Separate processes, so
 that their RSS and CPU are measured per process.
+
+The API runs `api_processes` processes on its port (1 unless asked: the scenarios measure the
+API as one process) and the product worker `worker_processes` processes (`worker`, `worker-2`,
+…, all polling the same task queue); `restart_api` and `set_workers` change either while the
+stack runs (the scaling scenario).
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ class Child:
 class BenchStack:
     keep: bool = False
     temporal_file: bool = False
+    api_processes: int = 1
+    worker_processes: int = 1
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="provisio-bench-")))
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     callback_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
@@ -86,6 +93,7 @@ class BenchStack:
     template_ids: dict[str, int] = field(default_factory=dict)
     _postgres: EmbeddedPostgres | None = None
     _temporal: subprocess.Popen[bytes] | None = None
+    _env: dict[str, str] = field(default_factory=dict)
 
     @property
     def logs(self) -> Path:
@@ -135,15 +143,90 @@ class BenchStack:
             "PROVISIO_QUOTA_OPERATOR_MAX_TOTAL_GB": "unlimited",
             "PYTHONUNBUFFERED": "1",
         }
-        ready = {name: self.root / f"{name}.ready" for name in ("worker", "baseline-worker")}
+        self._env = env
+        ready = {name: self._ready_file(name) for name in ("worker", "baseline-worker")}
         self._spawn("worker", ["-m", "bench.worker", "--ready-file", str(ready["worker"])], env)
         self._spawn(
             "baseline-worker",
             ["-m", "bench.worker", "--baseline", "--ready-file", str(ready["baseline-worker"])],
             env,
         )
-        self._spawn("api", ["-m", "cli", "api"], env)
+        self._spawn_api()
+        workers, self.worker_processes = self.worker_processes, 1
         self._wait_ready(ready)
+        self.set_workers(workers)
+
+    # -- process counts ----------------------------------------------------------------------
+
+    def restart_api(self, processes: int) -> None:
+        """Stop the API and start it again with `processes` processes on the same port."""
+        self.stop_child("api")
+        self.api_processes = processes
+        self._spawn_api()
+        self._wait_ready({})
+
+    def set_workers(self, processes: int) -> None:
+        """Start or stop product worker processes until `processes` poll the task queue. The
+        bench runner keeps its runs in its process, and a run's status is asked on the shared
+        queue: fine while a run's callback ends it long before its first status check (30 s)."""
+        if processes < 1:
+            raise ValueError("at least one product worker")
+        for extra in range(processes + 1, self.worker_processes + 1):
+            self.stop_child(f"worker-{extra}")
+            del self.children[f"worker-{extra}"]
+        ready = {}
+        for extra in range(self.worker_processes + 1, processes + 1):
+            name = f"worker-{extra}"
+            ready[name] = self._ready_file(name)
+            ready[name].unlink(missing_ok=True)
+            self._spawn(name, ["-m", "bench.worker", "--ready-file", str(ready[name])], self._env)
+        self.worker_processes = processes
+        self._wait_ready(ready)
+
+    def worker_names(self) -> list[str]:
+        return ["worker", *(f"worker-{n}" for n in range(2, self.worker_processes + 1))]
+
+    def api_serving_processes(self) -> list[psutil.Process]:
+        """The processes that answer the API's port: the API itself, or the processes its
+        supervisor spawned (`provisio api` with several)."""
+        api = self.process("api")
+        if self.api_processes == 1:
+            return [api]
+        found = []
+        for child in api.children():
+            try:
+                if "--multiprocessing-fork" in child.cmdline():
+                    found.append(child)
+            except psutil.Error:
+                continue
+        return found
+
+    def _api_processes_started(self) -> bool:
+        """Every API process has finished its start-up (its Temporal client is connected, the
+        last step of the app's lifespan before it serves)."""
+        temporal_port = int(self.temporal_address.rsplit(":", 1)[1])
+        processes = self.api_serving_processes()
+        try:
+            return len(processes) == self.api_processes and all(
+                any(
+                    conn.raddr and conn.raddr.port == temporal_port
+                    for conn in process.net_connections("tcp")
+                )
+                for process in processes
+            )
+        except psutil.Error:
+            return False
+
+    def _spawn_api(self) -> None:
+        env = {**self._env, "PROVISIO_API_PROCESSES": str(self.api_processes)}
+        if self.api_processes > 1:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.root / "api-metrics")
+        else:
+            env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self._spawn("api", ["-m", "cli", "api"], env)
+
+    def _ready_file(self, name: str) -> Path:
+        return self.root / f"{name}.ready"
 
     async def _seed(self) -> dict[str, int]:
         engine = create_engine(self.database_url)
@@ -196,7 +279,9 @@ class BenchStack:
                     api_ok = httpx.get(f"{self.api_url}/api/health", timeout=2).status_code == 200
                 except httpx.HTTPError:
                     pass
-            if api_ok and all(path.exists() for path in ready.values()):
+            # Every process of the API serves, not only the first one up.
+            serving = api_ok and self._api_processes_started()
+            if serving and all(path.exists() for path in ready.values()):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"the stack did not come up in {timeout_s}s; logs in {self.logs}")
