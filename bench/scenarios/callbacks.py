@@ -2,13 +2,16 @@
 
 A playbook-shaped stream (`hosts` × `tasks` results, task starts, start and final stats) is
 cut into the batches the callback plugin sends, signed with the deployment's token and POSTed
-one at a time, in order, as the plugin's sender thread does. Each stream re-sends one batch
-(the plugin's retry after a lost answer, re-signed): it must store nothing. Measured for one
-playbook, then for `streams` playbooks at once (one API process; several playbooks running).
+one at a time, in order, as the plugin's sender thread does, through a minimal keep-alive
+client (the plugin's sender is another machine's; httpx here would spend as much CPU per batch
+as the API). Each stream re-sends one batch (the plugin's retry after a lost answer,
+re-signed): it must store nothing. Measured for one playbook, then for `streams` playbooks at
+once (one API process; several playbooks running).
 
-Baseline: the same rows (normalised by the API's own `parse_events`) written with the same
-INSERT … ON CONFLICT DO NOTHING RETURNING statement, one transaction per batch, directly with
-asyncpg, for one and for `streams` parallel streams.
+Baseline: the same rows (normalised by the API's own `parse_events`) written with a plain
+multi-row INSERT … ON CONFLICT DO NOTHING RETURNING, as SQLAlchemy compiles one, one
+transaction per batch, directly with asyncpg, for one and for `streams` parallel streams. It
+is the floor of storing the rows at all, whatever statement the API uses.
 
 Exactly once: per deployment, the stored `event:<counter>` rows are counted against the
 stream's events (lost) and against their distinct keys (duplicated).
@@ -29,6 +32,7 @@ from sqlalchemy.dialects.postgresql import insert
 from api.callback_ingest import history_message, parse_events
 from bench.context import BenchContext
 from bench.events import playbook_batches, playbook_event_count, signed_request
+from bench.lean_http import LeanHTTP, LeanHTTPError
 from bench.runner import HOLD_PREFIX
 from db.models import DeploymentHistory
 from domain.callback_tokens import callback_token
@@ -64,26 +68,69 @@ async def _held_deployments(ctx: BenchContext, count: int) -> list[dict[str, Any
     ]
 
 
+class _CallbackClient(LeanHTTP):
+    """LeanHTTP with the POST of a signed body (see bench/lean_http.py why not httpx: on two
+    cores, httpx's 2 ms of Python per request is as much CPU as the API spends on a batch)."""
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        assert self._reader is not None and self._writer is not None
+        lines = [f"POST {path} HTTP/1.1", f"Host: {self._host}:{self._port}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append(f"Content-Length: {len(body)}")
+        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        length = next(
+            (
+                int(value)
+                for name, _, value in (line.partition(":") for line in header_lines)
+                if name.lower() == "content-length"
+            ),
+            None,
+        )
+        if length is None:
+            raise LeanHTTPError(f"POST {path}: no Content-Length")
+        return int(status_line.split(" ", 2)[1]), await self._reader.readexactly(length)
+
+
+def _signed_stream(
+    token: str, batches: list[list[dict[str, Any]]]
+) -> list[tuple[bytes, dict[str, str], bool]]:
+    """(body, headers, is the re-sent one) of each request of a stream, in order, signed before
+    the clock starts as the raw side's statements are compiled: each batch once, and the middle
+    one again, re-signed (its answer was "lost", the plugin sends it again)."""
+    resend_at = len(batches) // 2
+    requests = []
+    for index, batch in enumerate(batches):
+        requests.append((*signed_request(token, batch), False))
+        if index == resend_at:
+            requests.append((*signed_request(token, batch), True))
+    return requests
+
+
 async def _api_stream(
-    ctx: BenchContext, deployment: dict[str, Any], batches: list[list[dict[str, Any]]]
+    ctx: BenchContext,
+    deployment: dict[str, Any],
+    requests: list[tuple[bytes, dict[str, str], bool]],
 ) -> dict[str, int]:
+    """POSTs the stream's requests one at a time, in order, as the plugin's sender thread does."""
     url = f"/api/deployments/{deployment['id']}/callback"
     stored = accepted = resent_stored = 0
-    resend_at = len(batches) // 2
-    for index, batch in enumerate(batches):
-        body, headers = signed_request(deployment["token"], batch)
-        response = await ctx.http.post(url, content=body, headers=headers)
-        if response.status_code != 200:
-            raise RuntimeError(f"callback batch {index}: {response.status_code} {response.text}")
-        answer = response.json()
-        accepted += answer["accepted"]
-        stored += answer["stored"]
-        if index == resend_at:  # the answer was "lost": the plugin sends it again, re-signed
-            body, headers = signed_request(deployment["token"], batch)
-            again = await ctx.http.post(url, content=body, headers=headers)
-            if again.status_code != 200:
-                raise RuntimeError(f"re-sent batch: {again.status_code} {again.text}")
-            resent_stored += again.json()["stored"]
+    client = _CallbackClient(ctx.stack.api_url)
+    await client.connect()
+    try:
+        for index, (body, headers, resent) in enumerate(requests):
+            status, answer_body = await client.post(url, body, headers)
+            if status != 200:
+                raise RuntimeError(f"callback request {index}: {status} {answer_body[:300]!r}")
+            answer = json.loads(answer_body)
+            if resent:
+                resent_stored += answer["stored"]
+            else:
+                accepted += answer["accepted"]
+                stored += answer["stored"]
+    finally:
+        client.close()
     return {"accepted": accepted, "stored": stored, "resent_stored": resent_stored}
 
 
@@ -207,17 +254,19 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
     dsn = ctx.stack.asyncpg_dsn
     raw_single_stored, raw_single_s = await _raw_streams(dsn, raw_ids[:1], batches)
 
+    single_requests = _signed_stream(single["token"], batches)
+    parallel_requests = [_signed_stream(d["token"], batches) for d in parallel]
     with ctx.profile("callbacks-single"):
         async with ctx.monitor("api", "postgres") as single_monitor:
             started = time.perf_counter()
-            single_answer = await _api_stream(ctx, single, batches)
+            single_answer = await _api_stream(ctx, single, single_requests)
             api_single_s = time.perf_counter() - started
 
     with ctx.profile("callbacks-parallel"):
         async with ctx.monitor("api", "postgres") as parallel_monitor:
             started = time.perf_counter()
             parallel_answers = await asyncio.gather(
-                *(_api_stream(ctx, d, batches) for d in parallel)
+                *(_api_stream(ctx, d, r) for d, r in zip(parallel, parallel_requests, strict=True))
             )
             api_parallel_s = time.perf_counter() - started
 
