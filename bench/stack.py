@@ -9,8 +9,9 @@ that their RSS and CPU are measured per process.
 
 The API runs `api_processes` processes on its port (1 unless asked: the scenarios measure the
 API as one process) and the product worker `worker_processes` processes (`worker`, `worker-2`,
-…, all polling the same task queue); `restart_api` and `set_workers` change either while the
-stack runs (the scaling scenario).
+…, all polling the same task queue). While the stack runs, `start_api` adds another API with a
+process count of its own on another port, and `set_workers` changes the number of product
+workers (the scaling scenario).
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class BenchStack:
     _postgres: EmbeddedPostgres | None = None
     _temporal: subprocess.Popen[bytes] | None = None
     _env: dict[str, str] = field(default_factory=dict)
+    # Every API the stack runs: name → (URL, processes); "api" is the stack's own.
+    apis: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     @property
     def logs(self) -> Path:
@@ -151,19 +154,23 @@ class BenchStack:
             ["-m", "bench.worker", "--baseline", "--ready-file", str(ready["baseline-worker"])],
             env,
         )
-        self._spawn_api()
+        self._spawn_api("api", api_port, self.api_processes)
         workers, self.worker_processes = self.worker_processes, 1
         self._wait_ready(ready)
         self.set_workers(workers)
 
     # -- process counts ----------------------------------------------------------------------
 
-    def restart_api(self, processes: int) -> None:
-        """Stop the API and start it again with `processes` processes on the same port."""
-        self.stop_child("api")
-        self.api_processes = processes
-        self._spawn_api()
+    def start_api(self, name: str, processes: int) -> str:
+        """Another API, `processes` processes on a port of its own, beside the stack's (the same
+        database, Temporal and secrets); its URL. An idle API costs nothing to the other."""
+        url = self._spawn_api(name, free_port(), processes)
         self._wait_ready({})
+        return url
+
+    def stop_api(self, name: str) -> None:
+        self.stop_child(name)
+        del self.children[name], self.apis[name]
 
     def set_workers(self, processes: int) -> None:
         """Start or stop product worker processes until `processes` poll the task queue. The
@@ -183,14 +190,11 @@ class BenchStack:
         self.worker_processes = processes
         self._wait_ready(ready)
 
-    def worker_names(self) -> list[str]:
-        return ["worker", *(f"worker-{n}" for n in range(2, self.worker_processes + 1))]
-
-    def api_serving_processes(self) -> list[psutil.Process]:
-        """The processes that answer the API's port: the API itself, or the processes its
+    def api_serving_processes(self, name: str = "api") -> list[psutil.Process]:
+        """The processes that answer an API's port: the API itself, or the processes its
         supervisor spawned (`provisio api` with several)."""
-        api = self.process("api")
-        if self.api_processes == 1:
+        api = self.process(name)
+        if self.apis[name][1] == 1:
             return [api]
         found = []
         for child in api.children():
@@ -201,13 +205,19 @@ class BenchStack:
                 continue
         return found
 
-    def _api_processes_started(self) -> bool:
-        """Every API process has finished its start-up (its Temporal client is connected, the
-        last step of the app's lifespan before it serves)."""
-        temporal_port = int(self.temporal_address.rsplit(":", 1)[1])
-        processes = self.api_serving_processes()
+    def _api_serving(self, name: str) -> bool:
+        """The API answers, and every one of its processes has finished its start-up (its
+        Temporal client is connected: the last step of the app's lifespan before it serves)."""
+        url, count = self.apis[name]
         try:
-            return len(processes) == self.api_processes and all(
+            if httpx.get(f"{url}/api/health", timeout=2).status_code != 200:
+                return False
+        except httpx.HTTPError:
+            return False
+        temporal_port = int(self.temporal_address.rsplit(":", 1)[1])
+        try:
+            processes = self.api_serving_processes(name)
+            return len(processes) == count and all(
                 any(
                     conn.raddr and conn.raddr.port == temporal_port
                     for conn in process.net_connections("tcp")
@@ -217,13 +227,18 @@ class BenchStack:
         except psutil.Error:
             return False
 
-    def _spawn_api(self) -> None:
-        env = {**self._env, "PROVISIO_API_PROCESSES": str(self.api_processes)}
-        if self.api_processes > 1:
-            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.root / "api-metrics")
-        else:
-            env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self._spawn("api", ["-m", "cli", "api"], env)
+    def _spawn_api(self, name: str, port: int, processes: int) -> str:
+        url = f"http://127.0.0.1:{port}"
+        env = {
+            **self._env,
+            "PROVISIO_API_PORT": str(port),
+            "PROVISIO_API_PROCESSES": str(processes),
+        }
+        if processes > 1:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.root / f"{name}-metrics")
+        self._spawn(name, ["-m", "cli", "api"], env)
+        self.apis[name] = (url, processes)
+        return url
 
     def _ready_file(self, name: str) -> Path:
         return self.root / f"{name}.ready"
@@ -267,21 +282,18 @@ class BenchStack:
 
     def _wait_ready(self, ready: dict[str, Path], timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
-        api_ok = False
+        serving: set[str] = set()
         while time.monotonic() < deadline:
             for child in self.children.values():
                 if child.process.poll() is not None:
                     raise RuntimeError(
                         f"{child.name} exited with {child.process.returncode}:\n{child.tail()}"
                     )
-            if not api_ok:
-                try:
-                    api_ok = httpx.get(f"{self.api_url}/api/health", timeout=2).status_code == 200
-                except httpx.HTTPError:
-                    pass
-            # Every process of the API serves, not only the first one up.
-            serving = api_ok and self._api_processes_started()
-            if serving and all(path.exists() for path in ready.values()):
+            # Every process of every API serves, not only the first one up.
+            serving |= {
+                name for name in self.apis if name not in serving and self._api_serving(name)
+            }
+            if serving == set(self.apis) and all(path.exists() for path in ready.values()):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"the stack did not come up in {timeout_s}s; logs in {self.logs}")

@@ -2,9 +2,12 @@
 the one port (`provisio api` with PROVISIO_API_PROCESSES), orchestration throughput with 1 and
 2 product worker processes on the one task queue; each pair's ratio is the scaling on record.
 
-Each side runs in ABBA order (1, 2, 2, 1 processes; each block a half of the requests) so that a
-drift of the machine weighs on both alike; the stack is restarted only where the count changes,
-and left as it was found. Throughput is requests over the wall time of the blocks at that count:
+The 1-process API is the stack's own; the 2-process one is started beside it on another port
+(the same database, Temporal and secrets), warmed up, and stopped at the end: an idle API costs
+the other nothing, so the two alternate in ABBA blocks (1, 2, 2, 1 processes, each block a half
+of the requests) and a drift of the machine weighs on both alike. The workers also go 1, 2, 2,
+1 (a second `bench.worker` started, warmed up, then stopped), and the stack is left as it was
+found. Throughput is requests over the wall time of the blocks at that count:
 - launch: POST /api/deployments of held deployments (no callback, as the launch scenario's),
   `concurrency` clients; the runs are drained to `queued` between blocks and terminated at the
   end;
@@ -38,6 +41,7 @@ from bench.scenarios.orchestration import provisio_deployment
 
 COUNTS = (1, 2)
 ABBA = (1, 2, 2, 1)  # the process count of each block
+TWO = "api-2-processes"  # the second API's name in the stack
 RECONNECT_EVERY = 25
 
 
@@ -112,16 +116,6 @@ def _cpu_s(processes: list[psutil.Process]) -> dict[int, float]:
     return seconds
 
 
-async def _restart_api(ctx: BenchContext, processes: int, spent: list[float]) -> bool:
-    """The API with `processes` processes; whether it was restarted for it."""
-    if ctx.stack.api_processes == processes:
-        return False
-    started = time.perf_counter()
-    await asyncio.to_thread(ctx.stack.restart_api, processes)
-    spent.append(time.perf_counter() - started)
-    return True
-
-
 async def _set_workers(ctx: BenchContext, processes: int, spent: list[float]) -> bool:
     """`processes` product workers; whether the count changed for it."""
     if ctx.stack.worker_processes == processes:
@@ -139,8 +133,7 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
     read_n = 2 * cfg.read_requests
     orchestration_n = max(4, cfg.orchestration_n // 4)
     orchestration_concurrency = max(2, cfg.orchestration_concurrency // 2)
-    api_before, workers_before = ctx.stack.api_processes, ctx.stack.worker_processes
-    url = ctx.stack.api_url
+    workers_before = ctx.stack.worker_processes
 
     held: list[str] = []
     launched: list[int] = []
@@ -163,7 +156,9 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         if status != 200:
             raise RuntimeError(f"GET deployment {deployment_id}: HTTP {status} {answer[:300]!r}")
 
-    async def launches(n: int, reconnect_every: int = RECONNECT_EVERY) -> tuple[int, float]:
+    async def launches(
+        url: str, n: int, reconnect_every: int = RECONNECT_EVERY
+    ) -> tuple[int, float]:
         """n launches, then their runs drained to `queued` (a launched run goes on after its
         answer: it must not weigh on what is measured next)."""
         block_ids.clear()
@@ -180,40 +175,44 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         for side in ("launch", "read", "orchestration")
     }
     cpu_two: dict[int, float] = {}
-    restarts: dict[str, list[float]] = {"api": [], "workers": []}
+    worker_changes: list[float] = []
     conn = await ctx.raw()
+    started = time.perf_counter()
+    urls = {1: ctx.stack.api_url, 2: await asyncio.to_thread(ctx.stack.start_api, TWO, 2)}
+    api_start_s = time.perf_counter() - started
     try:
-        await launches(concurrency)  # deployments to read from the first block on
+        await launches(ctx.stack.api_url, concurrency)  # deployments to read from the start
+        # The new processes open their pools and fill their caches on their first requests:
+        # each on a new connection, so that every process gets its share.
+        await _rate(urls[2], 4 * concurrency, concurrency, read, reconnect_every=1)
+        await launches(urls[2], concurrency, reconnect_every=1)
         for count, launch_half, read_half in zip(
             ABBA, _halves(launch_n), _halves(read_n), strict=True
         ):
-            if await _restart_api(ctx, count, restarts["api"]):
-                # Fresh processes open their pools and fill their caches on their first
-                # requests. Each on a new connection, so that every process gets its share.
-                await _rate(url, 4 * concurrency, concurrency, read, reconnect_every=1)
-                await launches(concurrency, reconnect_every=1)
-            before = _cpu_s(ctx.stack.api_serving_processes())
+            serving = ctx.stack.api_serving_processes(TWO) if count == 2 else []
+            before = _cpu_s(serving)
             with ctx.profile(f"scaling-api-{count}"):
                 for side, measured in (
-                    ("launch", await launches(launch_half)),
-                    ("read", await _rate(url, read_half, concurrency, read)),
+                    ("launch", await launches(urls[count], launch_half)),
+                    ("read", await _rate(urls[count], read_half, concurrency, read)),
                 ):
                     totals[side][count][0] += measured[0]
                     totals[side][count][1] += measured[1]
-            if count == 2:
-                for pid, spent in _cpu_s(ctx.stack.api_serving_processes()).items():
-                    cpu_two[pid] = cpu_two.get(pid, 0.0) + spent - before.get(pid, 0.0)
-        await _restart_api(ctx, api_before, restarts["api"])
+            for pid, spent in _cpu_s(serving).items():
+                cpu_two[pid] = cpu_two.get(pid, 0.0) + spent - before.get(pid, 0.0)
+        await asyncio.to_thread(ctx.stack.stop_api, TWO)
 
         for count, deployments in zip(ABBA, _halves(orchestration_n), strict=True):
-            if await _set_workers(ctx, count, restarts["workers"]):
+            if await _set_workers(ctx, count, worker_changes):
                 await run_pool(orchestration_concurrency, orchestration_concurrency, deploy)
             with ctx.profile(f"scaling-workers-{count}"):
                 _, seconds = await run_pool(deployments, orchestration_concurrency, deploy)
             totals["orchestration"][count][0] += deployments
             totals["orchestration"][count][1] += seconds
-        await _set_workers(ctx, workers_before, restarts["workers"])
+        await _set_workers(ctx, workers_before, worker_changes)
     finally:
+        if TWO in ctx.stack.apis:
+            await asyncio.to_thread(ctx.stack.stop_api, TWO)
         await conn.close()
         await _terminate(ctx, held)
     ctx.stack.check_alive()
@@ -224,9 +223,9 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         "scaling_read_n": read_n,
         "scaling_orchestration_n": orchestration_n,
         "scaling_orchestration_concurrency": orchestration_concurrency,
-        # Wall time of each API restart and each change of the worker count (not measured).
-        "scaling_api_restarts_s": restarts["api"],
-        "scaling_worker_changes_s": restarts["workers"],
+        # Wall time to start the 2-process API and to change the worker count (not measured).
+        "scaling_api_start_s": api_start_s,
+        "scaling_worker_changes_s": worker_changes,
     }
     for side, unit in (("launch", "rps"), ("read", "rps"), ("orchestration", "wf_s")):
         rates = {count: done / seconds for count, (done, seconds) in totals[side].items()}
