@@ -20,12 +20,10 @@ def event_key_prefix(run: int) -> str:
 
 @dataclass(frozen=True)
 class CallbackTarget:
-    """What the endpoint needs of the deployment a callback names."""
+    """The deployment a callback names: its id and its workflow's (which signs its token)."""
 
     id: int
     workflow_id: str
-    status: str
-    attempt: int
 
 
 @dataclass(frozen=True)
@@ -39,29 +37,48 @@ class EventRow:
 # SQLAlchemy's session, execution context and statement building cost more CPU than storing the
 # rows (see "The callback plugin and endpoint" in docs/architecture.md). The connection is a
 # pooled one outside any transaction, so each statement commits on its own.
-_TARGET_SQL = "SELECT workflow_id, status, attempt FROM deployments WHERE id = $1"
+_WORKFLOW_ID_SQL = "SELECT workflow_id FROM deployments WHERE id = $1"
 
-# One statement, so one round trip and one transaction: the signature is remembered and the
-# batch's rows written together, or neither. The rows come as arrays (one parameter each, so
-# one prepared statement whatever the batch's size); a replay (the signature already
-# remembered) writes no row. Signatures past the memory are forgotten meanwhile.
+# One statement, so one round trip and one transaction: the deployment is read (it must still
+# be the one whose workflow signed the request), the signature remembered and the batch's rows
+# written together, or nothing. The rows come as arrays (one parameter each, so one prepared
+# statement whatever the batch's size), each with the deployment's status and attempt of this
+# moment. A replay (the signature already remembered) writes no row, nor does a batch for a
+# deployment in a final status. Signatures past the memory are forgotten meanwhile.
 _STORE_BATCH_SQL = """
-WITH remembered AS (
-    INSERT INTO callback_signatures (signature, deployment_id) VALUES ($1, $2)
+WITH target AS (
+    SELECT status, attempt FROM deployments WHERE id = $2 AND workflow_id = $3
+), remembered AS (
+    INSERT INTO callback_signatures (signature, deployment_id)
+    SELECT $1, $2 FROM target
     ON CONFLICT DO NOTHING
     RETURNING signature
 ), forgotten AS (
-    DELETE FROM callback_signatures WHERE received_at < now() - $3::int * interval '1 second'
+    DELETE FROM callback_signatures WHERE received_at < now() - $4::int * interval '1 second'
 ), stored AS (
     INSERT INTO deployment_history (deployment_id, event_key, status, message, details, attempt)
-    SELECT $2, row.event_key, $4, row.message, row.details::jsonb, $5
-    FROM unnest($6::text[], $7::text[], $8::text[]) AS row(event_key, message, details)
-    WHERE EXISTS (SELECT FROM remembered)
+    SELECT $2, row.event_key, target.status, row.message, row.details::jsonb, target.attempt
+    FROM target, unnest($6::text[], $7::text[], $8::text[]) AS row(event_key, message, details)
+    WHERE EXISTS (SELECT FROM remembered) AND target.status <> ALL($5::text[])
     ON CONFLICT ON CONSTRAINT deployment_history_event_key DO NOTHING
     RETURNING 1
 )
-SELECT EXISTS (SELECT FROM remembered) AS first_time, (SELECT count(*) FROM stored) AS stored
+SELECT
+    (SELECT status FROM target) AS status,
+    EXISTS (SELECT FROM remembered) AS first_time,
+    (SELECT count(*) FROM stored) AS stored
 """
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """What storing a batch found and did."""
+
+    found: bool  # the deployment is there, still with the workflow that signed the request
+    status: str | None  # the deployment's status when the batch was stored
+    first_time: bool  # the signature was not remembered yet (else a replay: nothing written)
+    stored: int  # rows written (events not stored before)
+
 
 _FIRST_FAILING_SQL = """
 SELECT details::text FROM deployment_history
@@ -75,11 +92,9 @@ LIMIT 1
 """
 
 
-async def callback_target(connection: Connection, deployment_id: int) -> CallbackTarget | None:
-    row = await connection.fetchrow(_TARGET_SQL, deployment_id)
-    if row is None:
-        return None
-    return CallbackTarget(deployment_id, row["workflow_id"], row["status"], row["attempt"])
+async def workflow_id_of(connection: Connection, deployment_id: int) -> str | None:
+    value = await connection.fetchval(_WORKFLOW_ID_SQL, deployment_id)
+    return None if value is None else str(value)
 
 
 async def store_batch(
@@ -90,24 +105,27 @@ async def store_batch(
     events: list[EventRow],
     *,
     memory_s: int,
-) -> int | None:
-    """Remembers the signature and inserts the rows not stored yet, in one statement: how many
-    rows were new, or None if the signature was already remembered (a replay: nothing written).
-    Forgets signatures older than `memory_s`, by which time their requests are stale anyway."""
+    final_statuses: list[str],
+) -> StoredBatch:
+    """Remembers the signature and inserts the rows not stored yet, in one statement, unless
+    the signature was remembered already or the deployment's status is one of
+    `final_statuses`. Forgets signatures older than `memory_s`, by which time their requests
+    are stale anyway."""
     prefix = event_key_prefix(run)
     row = await connection.fetchrow(
         _STORE_BATCH_SQL,
         signature,
         target.id,
+        target.workflow_id,
         int(memory_s),
-        target.status,
-        target.attempt,
+        final_statuses,
         [f"{prefix}{event.counter}" for event in events],
         [event.message for event in events],
         [orjson.dumps(event.details).decode() for event in events],
     )
     assert row is not None  # the statement's SELECT always answers one row
-    return int(row["stored"]) if row["first_time"] else None
+    status = row["status"]
+    return StoredBatch(status is not None, status, row["first_time"], int(row["stored"]))
 
 
 async def first_failing_event(

@@ -144,6 +144,29 @@ async def test_a_replayed_request_writes_nothing_even_where_its_rows_are_gone(
     assert await _event_keys(sessionmaker, deployment["id"]) == []
 
 
+async def test_once_a_run_is_known_a_forged_or_orphaned_request_still_stores_nothing(
+    api: httpx.AsyncClient, deployment: dict[str, Any], sessionmaker: SessionMaker
+) -> None:
+    """After a first accepted request the API knows the deployment's workflow and checks the
+    next ones without reading the deployment first: a body changed after signing is still a
+    401, and a request for a deployment deleted since is one too (the storing statement finds
+    no deployment with that workflow), with nothing written either time."""
+    url = f"/api/deployments/{deployment['id']}/callback"
+    assert (await _post(api, deployment, _results(range(1, 3)))).json()["stored"] == 2
+    body, headers = signed(deployment["token"], {"events": _results(range(3, 5))})
+    tampered = body.replace(b"web-3", b"web-9")
+    assert (await api.post(url, content=tampered, headers=headers)).status_code == 401
+    assert await _event_keys(sessionmaker, deployment["id"]) == ["event:1", "event:2"]
+
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            text("DELETE FROM deployments WHERE id = :id"), {"id": deployment["id"]}
+        )
+    orphan = await api.post(url, content=body, headers=headers)
+    assert orphan.status_code == 401, orphan.text
+    assert await _event_keys(sessionmaker, deployment["id"]) == []
+
+
 async def test_a_connection_lost_under_the_endpoint_is_503_and_left_out_of_the_pool(
     database_url: str,
 ) -> None:
