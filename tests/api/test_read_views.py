@@ -6,6 +6,7 @@ The rows are written straight to the tables (no workflow runs): what is read is 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -14,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import TypeAdapter
-from sqlalchemy import update
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.app import create_app
 from api.read_views import detail_json, history_json, page_json, with_links
 from api.schemas import DeploymentDetail, DeploymentPage, DeploymentSummary, HistoryEntry
 from api.security import create_access_token
@@ -23,6 +26,7 @@ from db.deployment_reads import deployment_detail
 from db.models import Deployment, DeploymentHistory, DiskAllocation, Template, User
 from db.session import SessionMaker
 from settings import Settings
+from tests.conftest import wait_for
 from vocabulary.users import Role
 
 DETAIL = TypeAdapter(DeploymentDetail)
@@ -310,3 +314,48 @@ async def test_another_operators_deployment_is_404_and_unlisted_and_an_admin_see
         )
     demoted = await api.get(f"/api/deployments/{deployment_id}", headers=admin.headers)
     assert demoted.status_code == 404
+
+
+async def test_connections_lost_under_the_views_are_answered_never_a_500_then_served(
+    settings: Settings, engine: AsyncEngine, sessionmaker: SessionMaker, make_user: Any
+) -> None:
+    """As when the database restarts: the API's pooled connections are killed under it. A view
+    whose asyncpg connection died hands the statement to SQLAlchemy: answered on a new
+    connection, or 503 while the pool's others are found dead too."""
+    operator = await make_user("operator")
+    deployment_id = await _deployment(sessionmaker, operator.id)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            before = await _backends(engine)
+            # Several connections in the pool: the views at once.
+            urls = _views(deployment_id) * 3
+            answers = await asyncio.gather(*(http.get(u, headers=operator.headers) for u in urls))
+            assert {answer.status_code for answer in answers} == {200}
+            api_backends = await _backends(engine) - before
+            assert api_backends, "the API holds no pooled connection to kill"
+            async with engine.connect() as connection:
+                for pid in api_backends:
+                    await connection.execute(
+                        text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
+                    )
+
+            async def gone() -> bool:
+                return not api_backends & await _backends(engine)
+
+            await wait_for(gone)
+            for url in _views(deployment_id):
+                during = await http.get(url, headers=operator.headers)
+                assert during.status_code in (200, 503), during.text
+            for url in _views(deployment_id):
+                after = await http.get(url, headers=operator.headers)
+                assert after.status_code == 200, after.text
+
+
+async def _backends(engine: AsyncEngine) -> set[int]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        )
+        return {int(pid) for (pid,) in rows}
