@@ -38,6 +38,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PROVISIO_SANDBOX_ROOT=/var/lib/provisio/sandbox \
     PROVISIO_RUNNER_DIR=/var/lib/provisio/runs
 WORKDIR /app
+# Bytecode now, as root: the worker's sandbox imports workflows/ afresh for every workflow it runs,
+# and the app may not write it at runtime (PYTHONDONTWRITEBYTECODE, a tree it does not own).
+RUN python -m compileall -q /app
 # Numeric, so that a runtime can check it is not root (Kubernetes runAsNonRoot).
 USER 10001:10001
 EXPOSE 8000

@@ -1,5 +1,6 @@
 """The worker's Prometheus endpoint: temporalio's runtime metrics (workflow and activity task
-latencies, `temporal_activity_execution_latency` by activity type, poller and slot gauges, ...)
+latencies, `temporal_activity_execution_latency` by activity type and its `temporal_local_…` twin
+for the database steps, poller and slot gauges, ...)
 and Provisio's own, all served by the SDK's core on `PROVISIO_WORKER_METRICS_ADDRESS`.
 
 Provisio's metrics are made on the runtime's meter, so they share that one endpoint; they are

@@ -97,7 +97,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
-# Database steps retry until the database is back: a deployment outlives an outage.
+# Database steps are local activities: run by the worker that runs the workflow task, recorded
+# as one marker each, with no task-queue round trip on the server (most of a deployment's
+# orchestration cost). They are short, idempotent and need nothing of a particular host. They
+# retry until the database is back: a deployment outlives an outage.
 DB_STEP: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=10),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
@@ -431,7 +434,7 @@ class DeployWorkflow:
 
     async def _begin_building(self) -> None:
         """The disks planned in the database, and the lease from now."""
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             DeploymentSteps.record_disks_allocated,
             DisksAllocatedInput(self._request.deployment_id, self._validated().disks),
             **DB_STEP,
@@ -442,7 +445,7 @@ class DeployWorkflow:
     async def _validate(self, request: DeployRequest) -> ValidatedDeployment:
         """The template may have changed since the API checked: this answer is the authority."""
         try:
-            return await workflow.execute_activity_method(
+            return await workflow.execute_local_activity_method(
                 DeploymentSteps.validate_deployment, request, **DB_STEP
             )
         except ActivityError as error:
@@ -460,7 +463,7 @@ class DeployWorkflow:
             deployment=deployment,
         )
         try:
-            await workflow.execute_activity_method(
+            await workflow.execute_local_activity_method(
                 DeploymentSteps.record_deployment, data, **DB_STEP
             )
         except ActivityError as error:
@@ -469,7 +472,9 @@ class DeployWorkflow:
     async def _reject(self, deployment_id: int, rejection: ApplicationError) -> None:
         errors = rejection.details[0] if rejection.details else []
         data = RejectDeploymentInput(deployment_id, rejection.message, errors)
-        await workflow.execute_activity_method(DeploymentSteps.reject_deployment, data, **DB_STEP)
+        await workflow.execute_local_activity_method(
+            DeploymentSteps.reject_deployment, data, **DB_STEP
+        )
         self._set_status(S.FAILED)
 
     async def _provision(self) -> None:
@@ -640,7 +645,7 @@ class DeployWorkflow:
         before = self._status
         step = self._make_step(key, status, message, details)
         step.notify = WebhookEventType.STATUS_CHANGED if self._status != before else None
-        listening = await workflow.execute_activity_method(
+        listening = await workflow.execute_local_activity_method(
             DeploymentSteps.record_approval,
             RecordApprovalInput(self._request.deployment_id, self._approval, step, plan),
             **DB_STEP,
@@ -804,7 +809,7 @@ class DeployWorkflow:
     async def _record_lease(self, key: str, message: str, details: dict[str, Any]) -> None:
         """The lease's expiry as it now stands, with its history row (the status unchanged)."""
         step = self._make_step(key, self._status, message, details)
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             DeploymentSteps.record_lease,
             RecordLeaseInput(self._request.deployment_id, self._expiry(), step),
             **DB_STEP,
@@ -892,7 +897,7 @@ class DeployWorkflow:
             {"job_id": run.job_id, "url": run.url, "action": action.value, "run": run_number},
         )
         step.notify = WebhookEventType.STATUS_CHANGED if self._status != before else None
-        listening = await workflow.execute_activity_method(
+        listening = await workflow.execute_local_activity_method(
             DeploymentSteps.record_pipeline_triggered,
             RecordRunInput(self._request.deployment_id, run, step),
             **DB_STEP,
@@ -951,7 +956,7 @@ class DeployWorkflow:
             if status.ref is not None:
                 run = status.ref
                 self._run = run
-                await workflow.execute_activity_method(
+                await workflow.execute_local_activity_method(
                     DeploymentSteps.record_pipeline_run,
                     RecordRunInput(self._request.deployment_id, run),
                     **DB_STEP,
@@ -996,8 +1001,9 @@ class DeployWorkflow:
         """`options` for a call that must reach the runs' host: its own task queue, and a bound
         on how long the call may wait there untaken."""
         if self._host is None:
-            # The worker that takes this is the one whose host will hold the runs.
-            self._host = await workflow.execute_activity_method(
+            # The worker that runs this workflow task answers (a local activity): its host
+            # holds the runs. Every worker polls its host's queue, so that host can take them.
+            self._host = await workflow.execute_local_activity_method(
                 PipelineSteps.run_host, self._request.deployment_id, **DB_STEP
             )
         if self._host.task_queue is None:
@@ -1057,7 +1063,7 @@ class DeployWorkflow:
         await self._step("end", status, message, {}, DiskState.RELEASED)
         if self._lease is not None:
             self._lease = None
-            await workflow.execute_activity_method(
+            await workflow.execute_local_activity_method(
                 DeploymentSteps.record_lease,
                 RecordLeaseInput(self._request.deployment_id, None),
                 **DB_STEP,
@@ -1107,7 +1113,7 @@ class DeployWorkflow:
         if notify is None and self._status != before:
             notify = WebhookEventType.STATUS_CHANGED
         step.notify = notify
-        listening = await workflow.execute_activity_method(
+        listening = await workflow.execute_local_activity_method(
             DeploymentSteps.record_step, step, **DB_STEP
         )
         if listening and notify is not None:

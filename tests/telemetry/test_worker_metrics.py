@@ -96,11 +96,14 @@ async def test_worker_metrics_show_activities_and_runs(
     assert find(found, f"{duration}_bucket", outcome="succeeded", le="60") == 1
     took = find(found, f"{duration}_sum", outcome="succeeded")
     assert took is not None and 0 < took <= time.monotonic() - launched_at + 1
-    # temporalio's own: activity latencies by activity type, workflow task latencies.
-    for activity_type in ("validate_deployment", "start_pipeline", "record_step"):
-        count = find(
-            found, "temporal_activity_execution_latency_count", activity_type=activity_type
-        )
+    # temporalio's own: activity latencies by activity type (database steps are local
+    # activities, the runner's calls ordinary ones), workflow task latencies.
+    for latency, activity_type in (
+        ("temporal_local_activity_execution_latency_count", "validate_deployment"),
+        ("temporal_local_activity_execution_latency_count", "record_step"),
+        ("temporal_activity_execution_latency_count", "start_pipeline"),
+    ):
+        count = find(found, latency, activity_type=activity_type)
         assert count is not None and count >= 1, activity_type
     assert find(found, "temporal_workflow_task_execution_latency_count") is not None
 

@@ -327,7 +327,7 @@ async def test_the_workflow_continues_as_new_and_keeps_its_state(
     settings: Any,
 ) -> None:
     operator = await make_user("operator")
-    settings.workflow_max_history_events = 30  # the API starts runs with this bound
+    settings.workflow_max_history_events = 15  # the API starts runs with this bound
     created = await create(api, operator, await make_template(failure_retention_s=3600))
     await wait_status(api, operator, created["id"], "queued")
     handle = handle_of(client, created)
