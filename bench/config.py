@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, fields
 
-SCENARIOS = ("orchestration", "launch", "callbacks", "reads")
+SCENARIOS = ("orchestration", "launch", "callbacks", "scaling", "reads", "open_deployments")
 
 
 @dataclass
@@ -29,6 +29,10 @@ class BenchConfig:
     callback_tasks: int = 40
     callback_batch_size: int = 100
     callback_streams: int = 4
+    # 6. Open deployments: the same destroy timed with few and with many open.
+    open_small: int = 10
+    open_large: int = 1_000
+    open_samples: int = 30
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
     # Exit non-zero when a target is missed (correctness failures always do).
     strict: bool = False
@@ -57,6 +61,9 @@ class BenchConfig:
             callback_hosts=4,
             callback_tasks=3,
             callback_streams=2,
+            open_small=2,
+            open_large=6,
+            open_samples=3,
         )
 
 
@@ -88,6 +95,9 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--callback-tasks", type=int)
     parser.add_argument("--callback-batch-size", type=int)
     parser.add_argument("--callback-streams", type=int, help="playbooks streamed in parallel")
+    parser.add_argument("--open-small", type=int, help="deployments open for the few-open probe")
+    parser.add_argument("--open-large", type=int, help="deployments open for the many-open probe")
+    parser.add_argument("--open-samples", type=int, help="destroys timed at each level")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--keep", action="store_true", help="keep the stack's temporary dir")
     parser.add_argument(

@@ -100,7 +100,9 @@ class BenchRunner:
             conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
             self._local.conn = conn
         try:
-            conn.request("POST", parts.path, body=body, headers=headers)
+            # The query names the run (`?run=N`): a teardown's events are run 2's.
+            target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+            conn.request("POST", target, body=body, headers=headers)
             response = conn.getresponse()
             answer = response.status, response.read()
         except Exception:
