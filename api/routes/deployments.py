@@ -25,6 +25,7 @@ from api.deps import (
     SessionDep,
     SettingsDep,
     TemporalDep,
+    oauth2_scheme,
     read_connection,
     require_roles,
     token_user_id,
@@ -95,10 +96,9 @@ class ReadRoute(APIRoute):
 
 
 async def _check_caller(request: Request) -> None:
-    settings: Settings = request.app.state.settings
-    authorization = request.headers.get("Authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    caller_id = token_user_id(token if scheme.lower() == "bearer" else None, settings.secret_key)
+    """401 unless the request's token names a user who exists and is active."""
+    token = await oauth2_scheme(request)
+    caller_id = token_user_id(token, request.app.state.settings.secret_key)
     if caller_id is not None:
         async with read_connection(request) as conn:
             if await caller_active(conn, caller_id):
