@@ -176,7 +176,7 @@ _MIN_NUMBER, _MAX_NUMBER = contract.MIN_NUMBER, contract.MAX_NUMBER
 
 
 def _text(value: Any) -> str | None:
-    if type(value) is str and len(value) <= _MAX_TEXT_CHARS:
+    if type(value) is str and len(value) <= _MAX_TEXT_CHARS and contract.NUL not in value:
         return value  # what bound_text gives back, without the call (most values)
     return None if value is None else contract.bound_text(value)
 

@@ -100,11 +100,17 @@ MAX_STATS_HOSTS = 1000
 MAX_HOST_CHARS = 255  # a host name (DNS allows 253)
 
 
+NUL, REPLACEMENT_CHARACTER = "\x00", "\ufffd"
+
+
 def bound_text(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
     """`value` as text of at most `limit` characters. A longer text keeps its start and its end
     (a command's error is often its last line) around a mark saying how much was cut. Text that
-    already fits comes back unchanged, so bounding twice changes nothing."""
+    already fits comes back unchanged, so bounding twice changes nothing. A NUL character (a
+    command's binary output) becomes U+FFFD: PostgreSQL's text and jsonb refuse NUL."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if NUL in text:
+        text = text.replace(NUL, REPLACEMENT_CHARACTER)
     if len(text) <= limit:
         return text
     widest_mark = len(_TRIM_MARK.format(len(text)))
@@ -157,8 +163,8 @@ def _stats_problem(stats: Any) -> str | None:
         return f"at most {MAX_STATS_HOSTS} hosts"
     counts = ", ".join(HOST_STATS_KEYS)
     for host, totals in stats.items():
-        if not isinstance(host, str) or not 1 <= len(host) <= MAX_HOST_CHARS:
-            return f"host names of 1 to {MAX_HOST_CHARS} characters"
+        if not isinstance(host, str) or not 1 <= len(host) <= MAX_HOST_CHARS or NUL in host:
+            return f"host names of 1 to {MAX_HOST_CHARS} characters, no NUL"
         if not isinstance(totals, Mapping) or not set(totals) <= set(HOST_STATS_KEYS):
             return f"each host an object of {counts} only"
         if not all(_is_count(count) for count in totals.values()):

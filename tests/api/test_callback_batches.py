@@ -270,3 +270,31 @@ def test_stats_that_are_not_an_object_are_refused_however_they_are_read() -> Non
         with pytest.raises(ValidationFailed) as refused:
             parse_events(json.dumps({"events": [sent]}).encode())
         assert refused.value.detail[0]["loc"] == ["body", "events", 0, "data", "stats"]
+
+
+async def test_a_nul_in_event_text_is_stored_as_a_replacement_character(
+    api: httpx.AsyncClient,
+    deployment: dict[str, Any],
+    sessionmaker: SessionMaker,
+) -> None:
+    """A command's binary output may hold NUL, which PostgreSQL's text and jsonb refuse: the
+    batch would fail as a 500 on every retry and its events (the final stats among them) would
+    be lost. NUL becomes U+FFFD in every text value; a host named with NUL in the stats (no
+    inventory can name one) refuses the batch as malformed, nothing stored."""
+    failed = event(1, "runner_on_failed", "web-\x00", "Run\x00it", msg="bad\x00", stderr="\x00" * 3)
+    assert (await _post(api, deployment, [failed])).status_code == 200
+    async with sessionmaker() as session:
+        row = await session.scalar(
+            select(DeploymentHistory).where(
+                DeploymentHistory.deployment_id == deployment["id"],
+                DeploymentHistory.event_key.like("event:%"),
+            )
+        )
+    assert row is not None
+    assert row.details["host"] == "web-\ufffd" and row.details["task"] == "Run\ufffdit"
+    assert row.details["data"]["msg"] == "bad\ufffd"
+    assert row.details["data"]["stderr"] == "\ufffd" * 3
+    stats = {"web-\x00": {"ok": 1, "failures": 0}}
+    refused = await _post(api, deployment, [event(2, "playbook_on_stats", stats=stats)])
+    assert refused.status_code == 422, refused.text
+    assert await _event_keys(sessionmaker, deployment["id"]) == ["event:1"]
