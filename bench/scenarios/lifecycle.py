@@ -22,7 +22,8 @@ so that a machine whose load drifts weighs on a figure and on its baseline alike
   has started; the product has no way to make a play wait, and none is added for the bench),
   POST …/cancel, until no process of its run is left (found as the local runner finds them,
   `LocalRunner.run_processes`: the run's mark in their environment and the sessions they lead)
-  and until its row says `cancelled` (which includes the teardown run).
+  and until its row says `cancelled` (which includes the teardown run). Split as well: POST →
+  the worker's cancel reached the run (the runner's `cancel-requested` file holds the time).
 - bare kill: a bare `ansible-playbook playbooks/deploy.yml` started in a session of its own,
   once it forked its first task worker: SIGTERM to its process group, until the group is gone
   and until no process of the run is left. Its task workers start sessions of their own, so
@@ -58,6 +59,7 @@ from bench.chaos_checks import check
 from bench.chaos_stack import OPERATOR, ChaosStack
 from bench.stats import percentile, ratio
 from pipeline.local_runner import (
+    CANCEL_FILE,
     JOB_PREFIX,
     PLAYBOOKS_DIR,
     RUN_FILE,
@@ -137,6 +139,7 @@ class Timings:
     cancel_no_process: list[float] = field(default_factory=list)
     cancel_status: list[float] = field(default_factory=list)
     cancel_answer: list[float] = field(default_factory=list)
+    cancel_to_runner: list[float] = field(default_factory=list)
     bare_kill: list[float] = field(default_factory=list)
     bare_kill_group: list[float] = field(default_factory=list)
     destroy: list[float] = field(default_factory=list)
@@ -407,7 +410,7 @@ class Lifecycle:
             await self._status_in(deployment_id, {S.RUNNING}, or_final=True)
             ref = await self._run_ref(deployment_id)
             scans: list[int] = []  # processes found by each scan
-            t0 = time.perf_counter()
+            t0, wall0 = time.perf_counter(), time.time()
             no_process = asyncio.create_task(self._no_process_left(ref, scans))
             answer = await self._operate(deployment_id, "cancel", refused_ok=True)
             answered = time.perf_counter()
@@ -425,6 +428,9 @@ class Lifecycle:
                 raise RuntimeError(f"deployment {deployment_id} ended {status} after its cancel")
             self.timings.cancel_none_running += scans[0] == 0
             self.timings.cancel_answer.append(answered - t0)
+            # When the worker's cancel reached the run (the runner's `cancel` wrote the time).
+            signalled = float((self._data_dir(ref) / CANCEL_FILE).read_text())
+            self.timings.cancel_to_runner.append(signalled - wall0)
             self.timings.cancel_no_process.append(gone - t0)
             self.timings.cancel_status.append(cancelled - t0)
             return
@@ -478,9 +484,12 @@ class Lifecycle:
         return RunRef(job_id=str(await self._db.fetchval(JOB_SQL, deployment_id)))
 
     async def _run_dir(self, deployment_id: int) -> Path:
-        """The directory of the deployment's current run (the job id names it)."""
-        job_id = (await self._run_ref(deployment_id)).job_id
-        deployment, _, number = job_id.removeprefix(JOB_PREFIX).partition("-")
+        """The directory of the deployment's current run."""
+        return self._data_dir(await self._run_ref(deployment_id))
+
+    def _data_dir(self, ref: RunRef) -> Path:
+        """The directory of a run (the job id names it: local-<deployment id>-<run>)."""
+        deployment, _, number = ref.job_id.removeprefix(JOB_PREFIX).partition("-")
         return self.runner.data_dir(int(deployment), int(number))
 
     async def _no_process_left(self, ref: RunRef, scans: list[int]) -> float:

@@ -27,6 +27,7 @@ TIMINGS = (
     "lifecycle_destroy_ratio",
     "lifecycle_cancel_ratio",
     "lifecycle_destroy_play_p50_ms",
+    "lifecycle_cancel_to_runner_p50_ms",
 )
 
 
