@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -34,6 +37,13 @@ from vocabulary.contracts import (
 from vocabulary.errors import DUPLICATE_NAME, VALIDATION_FAILED
 from vocabulary.statuses import DeploymentStatus as S
 
+# The API writes a deployment's row right after its start returns; the workflow's first steps
+# (local activities) can come sooner. Waiting this long for the API's row, checked every
+# RECORD_POLL_S, keeps the row the API's (its answer is then built from what it wrote) and this
+# step a read, unless the API really did not write it.
+API_RECORD_GRACE_S = 2.0
+RECORD_POLL_S = 0.05
+
 
 class DeploymentActivities(DeploymentSteps):
     def __init__(self, sessionmaker: SessionMaker, *, global_webhook: bool = False) -> None:
@@ -59,6 +69,8 @@ class DeploymentActivities(DeploymentSteps):
         """The API writes the deployment, its disks and its `created` row right after it starts
         this workflow; if it never does (it died, or the start's answer was lost on the way),
         write them now, under the id the API drew for it."""
+        if await self._recorded_by_the_api(data.deployment_id):
+            return
         async with self._one_statement() as session:
             try:
                 new = await insert_deployment(
@@ -76,6 +88,16 @@ class DeploymentActivities(DeploymentSteps):
                 "deployment recorded by its workflow (the API did not write it)",
                 extra={"deployment_id": data.deployment_id, "workflow_id": data.workflow_id},
             )
+
+    async def _recorded_by_the_api(self, deployment_id: int) -> bool:
+        deadline = time.monotonic() + API_RECORD_GRACE_S
+        while True:
+            async with self._one_statement() as session:
+                if await deployment_exists(session, deployment_id):
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(RECORD_POLL_S)
 
     @activity.defn
     async def reject_deployment(self, data: RejectDeploymentInput) -> None:
