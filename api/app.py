@@ -52,6 +52,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=10, max_overflow=20)
         app.state.settings = settings
+        app.state.engine = engine  # its pool serves the raw asyncpg paths (reads, callbacks)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_autocommit_sessionmaker(engine)
         app.state.temporal = await Client.connect(

@@ -148,8 +148,8 @@ class ReadConnection:
 
 
 def _read_engine(request: Request) -> AsyncEngine:
-    # The engine of the read sessions (each statement its own transaction).
-    return request.app.state.read_sessionmaker.kw["bind"]  # type: ignore[no-any-return]
+    # The app's engine: the read views take raw connections from its pool.
+    return request.app.state.engine  # type: ignore[no-any-return]
 
 
 @asynccontextmanager

@@ -52,7 +52,7 @@ async def receive_callback(
     """Signed events from the callback plugin: one event or `{"events": [...]}`, for the
     deployment's pipeline run `run` (its callback URL names it; its token signs only it)."""
     body = await request.body()
-    engine = request.app.state.sessionmaker.kw["bind"]  # the app's engine, its pool
+    engine = request.app.state.engine
     try:
         with ExitStack() as tracing:
             async with callback_connection(engine) as connection:
