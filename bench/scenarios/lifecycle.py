@@ -110,13 +110,14 @@ def sample_count(config: Any) -> int:
 
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
-    return await measure(sample_count(ctx.config))
+    return await measure(sample_count(ctx.config), keep=bool(getattr(ctx.config, "keep", False)))
 
 
-async def measure(samples: int, *, template: str = TEMPLATE) -> dict[str, Any]:
-    """Start the stack, take `samples` of each figure, count what is left, stop it all."""
+async def measure(samples: int, *, template: str = TEMPLATE, keep: bool = False) -> dict[str, Any]:
+    """Start the stack, take `samples` of each figure, count what is left, stop it all. With
+    `keep` (the bench's --keep) the stack's directory stays: its logs and run directories."""
     started = time.perf_counter()
-    stack = ChaosStack(root=Path(tempfile.mkdtemp(prefix="provisio-lifecycle-")))
+    stack = ChaosStack(keep=keep, root=Path(tempfile.mkdtemp(prefix="provisio-lifecycle-")))
     figures: dict[str, Any] = {}
     try:
         await asyncio.to_thread(stack.start)
