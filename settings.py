@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # How long a run's host may leave a start, status check or stop untaken before the run
     # counts as lost with its host (the deployment then fails with that reason).
     host_answer_timeout_s: int = 300
+    # Workflows a worker keeps in memory (about 0.27 MB each, sandbox included). A deployment's
+    # workflow lives as long as the deployment, and most wait for days with nothing to do: one
+    # past this is evicted and replayed from its (short) history when something happens to it.
+    worker_max_cached_workflows: int = Field(default=200, ge=1)
 
     # Outgoing webhooks (workflows/webhook_delivery.py): a receiver of every deployment's events,
     # besides each user's own (PATCH /api/users/me); empty: none. Its secret signs what it gets:

@@ -93,6 +93,7 @@ def build_worker(
         task_queue=settings.temporal_task_queue,
         workflows=[DeployWorkflow, WebhookDeliveryWorkflow],
         activities=activity_methods(deployments, pipelines, webhooks),
+        max_cached_workflows=settings.worker_max_cached_workflows,
         # Runner calls block (python-jenkins, ansible-runner): they run on this pool.
         activity_executor=executor,
         interceptors=interceptors,

@@ -22,6 +22,8 @@ from vocabulary.statuses import DeploymentStatus as S
 from vocabulary.statuses import HistoryStatus
 from vocabulary.users import Role
 
+# Bulk rows have no workflow behind them; their workflow ids say so.
+BULK_WORKFLOW_PREFIX = "bulk-deployment-"
 STATUSES = (S.SUCCEEDED.value,) * 8 + (S.FAILED.value, S.RUNNING.value)
 HISTORY_STEPS = (
     ("created", HistoryStatus.CREATED.value, "Deployment created"),
@@ -98,7 +100,7 @@ async def load(
                 status[d],
                 config,
                 f"bench-{d}",
-                f"bulk-deployment-{d}",
+                f"{BULK_WORKFLOW_PREFIX}{d}",
                 created[d],
                 created[d] + timedelta(seconds=40),
             )

@@ -17,18 +17,36 @@ import httpx
 from bench.config import BenchConfig, parse_args
 from bench.context import BenchContext, open_context
 from bench.monitor import MB
-from bench.scenarios import callbacks, launch, open_deployments, orchestration, reads, scaling
+from bench.scenarios import (
+    callbacks,
+    launch,
+    lifecycle,
+    open_deployments,
+    orchestration,
+    reads,
+    scaling,
+)
 from bench.stack import BenchStack
 from bench.stats import Row, render_table, rounded
 
 # Reads go late: the bulk load makes the database ten times larger for everything after it.
 # Open deployments last: it leaves a thousand workflows open.
-ORDER = ("orchestration", "launch", "callbacks", "scaling", "reads", "open_deployments")
+# Lifecycle runs on its own stack (the local runner, real playbooks).
+ORDER = (
+    "orchestration",
+    "launch",
+    "callbacks",
+    "scaling",
+    "lifecycle",
+    "reads",
+    "open_deployments",
+)
 MODULES = {
     "orchestration": orchestration,
     "launch": launch,
     "callbacks": callbacks,
     "scaling": scaling,
+    "lifecycle": lifecycle,
     "reads": reads,
     "open_deployments": open_deployments,
 }
@@ -376,6 +394,10 @@ def main(argv: list[str] | None = None) -> None:
         figures.get("callback_lost")
         or figures.get("callback_duplicated")
         or figures.get("read_rows_mismatch")
+        # Lifecycle: every deployment final, no run process or image file left behind.
+        or figures.get("lifecycle_not_final")
+        or figures.get("lifecycle_run_processes_left")
+        or figures.get("lifecycle_image_files_left")
     )
     print(table(figures, holds))
     print(

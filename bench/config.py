@@ -5,7 +5,18 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, fields
 
-SCENARIOS = ("orchestration", "launch", "callbacks", "scaling", "reads", "open_deployments")
+SCENARIOS = (
+    "orchestration",
+    "launch",
+    "callbacks",
+    "scaling",
+    "lifecycle",
+    "reads",
+    "open_deployments",
+)
+# `--smoke` leaves out the lifecycle's real playbooks (minutes even at two samples); its own
+# smoke test, tests/bench/test_lifecycle_smoke.py, runs them.
+SMOKE_SCENARIOS = tuple(name for name in SCENARIOS if name != "lifecycle")
 
 
 @dataclass
@@ -29,6 +40,9 @@ class BenchConfig:
     callback_tasks: int = 40
     callback_batch_size: int = 100
     callback_streams: int = 4
+    # 8. Lifecycle latency, real playbooks: cancels and destroys, each beside its bare run
+    # (each sample is four playbook runs, 20–30 s on two cores).
+    lifecycle_samples: int = 3
     # 6. Open deployments: the same destroy timed with few and with many open.
     open_small: int = 10
     open_large: int = 1_000
@@ -64,6 +78,8 @@ class BenchConfig:
             open_small=2,
             open_large=6,
             open_samples=3,
+            lifecycle_samples=2,
+            scenarios=list(SMOKE_SCENARIOS),
         )
 
 
@@ -98,6 +114,9 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument("--open-small", type=int, help="deployments open for the few-open probe")
     parser.add_argument("--open-large", type=int, help="deployments open for the many-open probe")
     parser.add_argument("--open-samples", type=int, help="destroys timed at each level")
+    parser.add_argument(
+        "--lifecycle-samples", type=int, help="cancels and destroys timed, each beside its bare run"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--keep", action="store_true", help="keep the stack's temporary dir")
     parser.add_argument(
