@@ -181,6 +181,10 @@ Ctrl-C stops everything.""",
     except KeyboardInterrupt:
         print("\nStopping…", flush=True)
     finally:
+        # A second Ctrl-C or SIGTERM while stopping would end this loop half-way and leave the
+        # rest running (the worker, Temporal, PostgreSQL): it is already stopping.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for child in reversed(children):
             temporal.stop(child)
         if postgres is not None:

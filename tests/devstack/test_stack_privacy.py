@@ -364,3 +364,24 @@ def test_the_real_dev_stack_serves_metrics_and_logs_json(
         if "worker polling" in line
     ]
     assert polling and polling[0]["logger"] == "provisio.worker", polling
+
+
+def test_a_second_stop_signal_still_stops_everything(
+    dev_stack: tuple[subprocess.Popen[str], dict[str, str], Path],
+) -> None:
+    """Ctrl-C pressed twice (or SIGTERM sent twice) while the stack stops: the second one used
+    to end the stopping half-way, leaving the worker, Temporal and PostgreSQL running."""
+    stack, _, data = dev_stack
+    started = psutil.Process(stack.pid).children(recursive=True)
+    assert {"api", "worker"} <= {
+        word for child in started for word in child.cmdline() if word in ("api", "worker")
+    }
+    # As someone pressing Ctrl-C again and again until it is gone.
+    deadline = time.monotonic() + 120
+    while stack.poll() is None and time.monotonic() < deadline:
+        stack.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+    assert stack.poll() is not None
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, [process.cmdline() for process in alive]
+    assert not list(data.rglob("postmaster.pid"))
