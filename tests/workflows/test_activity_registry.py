@@ -22,7 +22,6 @@ from vocabulary.runs import RunRef
 from worker import build_worker
 from workflows import deploy, webhook_delivery
 
-
 CALLS_BY_REFERENCE = ("execute_activity_method", "execute_local_activity_method")
 
 
