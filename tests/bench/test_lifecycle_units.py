@@ -16,8 +16,9 @@ from pipeline.ansible_vars import write_vars_file
 from pipeline.local_runner import RUN_MARK
 
 
-def test_ten_samples_by_default_two_in_a_smoke_run_and_the_config_s_when_it_has_one() -> None:
-    assert sample_count(BenchConfig()) == 10
+def test_the_config_s_samples_two_in_a_smoke_run_ten_without_a_config_value() -> None:
+    assert sample_count(BenchConfig()) == BenchConfig().lifecycle_samples == 3
+    assert sample_count(SimpleNamespace(orchestration_n=200)) == 10
     assert sample_count(BenchConfig.smoke()) == 2
     assert sample_count(SimpleNamespace(lifecycle_samples=4, orchestration_n=200)) == 4
     assert sample_count(SimpleNamespace(lifecycle_samples=5, orchestration_n=6)) == 2
